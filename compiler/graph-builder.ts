@@ -1,13 +1,14 @@
 // A small builder for graph IR: appends nodes in topological order, infers shapes and dtypes,
 // and names nodes hierarchically. Used by lower-model.ts, autodiff.ts and tests.
 import type { Span } from "../grammar/diagnostics.js";
-import type { DType, Graph, Node, NodeOf, OpAttrs, OpKind, Role, ScaleSlot } from "./ir.js";
+import type { DType, Graph, Node, NodeOf, OpAttrs, OpKind, Role, ScaleSlot, Tap } from "./ir.js";
 import { inferDtype, inferShape } from "./shapes.js";
 
 export class GraphBuilder {
   readonly nodes: Node[] = [];
   readonly outputs: Record<string, number> = {};
   readonly scaleSlots: ScaleSlot[] = [];
+  readonly taps: Tap[] = [];
   role: Role = "fwd";
   /** Span attached to nodes added while it is set (the `.fog` line being lowered). */
   span: Span | undefined;
@@ -45,6 +46,7 @@ export class GraphBuilder {
       nodes: this.nodes,
       outputs: this.outputs,
       scaleSlots: this.scaleSlots,
+      taps: this.taps,
       batch: this.batch,
       seqLen: this.seqLen,
     };
@@ -56,6 +58,7 @@ export class GraphBuilder {
     b.nodes.push(...g.nodes);
     Object.assign(b.outputs, g.outputs);
     b.scaleSlots.push(...g.scaleSlots);
+    b.taps.push(...g.taps);
     return b;
   }
 }

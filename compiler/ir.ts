@@ -13,6 +13,8 @@ export type Role = "fwd" | "bwd" | "update" | "probe";
 export type GemmName = "qkv" | "out" | "fc1" | "fc2" | "head" | "qk" | "pv";
 export const LINEAR_GEMMS: readonly GemmName[] = ["qkv", "out", "fc1", "fc2", "head"];
 export const ATTENTION_GEMMS: readonly GemmName[] = ["qk", "pv"];
+/** fprop Y = op(A)·op(B); dgrad = the gradient w.r.t. A (activations); wgrad = w.r.t. B (weights). */
+export type GemmPass = "fprop" | "dgrad" | "wgrad";
 
 export type Init =
   | { kind: "normal"; std: number }
@@ -47,7 +49,8 @@ export interface OpAttrs {
   const: { value: number };
   // forward
   embed: Record<string, never>;
-  matmul: { transA: boolean; transB: boolean; gemm?: GemmName };
+  /** `pass`: which GEMM of a linear layer this is (autodiff sets dgrad/wgrad; absent = fprop). */
+  matmul: { transA: boolean; transB: boolean; gemm?: GemmName; pass?: GemmPass };
   add: Record<string, never>;
   sub: Record<string, never>;
   mul: Record<string, never>;
@@ -101,11 +104,21 @@ export interface NodeOf<K extends OpKind> {
 /** A node; narrow on `op` to get its typed attrs. */
 export type Node = { [K in OpKind]: NodeOf<K> }[OpKind];
 
+export interface Tap {
+  /** Probe name (`qkv_input`, `mlp_out`, or a `probe` local's name). */
+  probe: string;
+  layer: number;
+  /** The tensors measured together (the q, k and v GEMM outputs form one `qkv` probe). */
+  nodes: number[];
+}
+
 export interface Graph {
   nodes: Node[];
   /** Named results: `loss`, `logits`, parameter gradients `grad:<param name>`, probes. */
   outputs: Record<string, number>;
   scaleSlots: ScaleSlot[];
+  /** Tensors the probe pass may measure: papers.md §7.2 names per layer, plus `probe` locals. */
+  taps: Tap[];
   /** Batch and sequence length the graph was lowered for. */
   batch: number;
   seqLen: number;

@@ -1,0 +1,39 @@
+// THE pass list. compile() runs the front end and each pass in order, one line each; every
+// stage's output is kept on the Program so `fogc compile --emit STAGE` can print it.
+import type { Diagnostic } from "../grammar/diagnostics.js";
+import { type CheckOptions, check } from "./check.js";
+import type { Graph } from "./ir.js";
+import { lowerModel } from "./lower-model.js";
+import type { CheckedModel } from "./model.js";
+import type { SourceFile } from "./resolve.js";
+import { type ModelStats, modelStats } from "./stats.js";
+
+export interface CompileOptions extends CheckOptions {
+  /** Batch and sequence length to lower for; default: the file's train section. */
+  batch?: number;
+  seqLen?: number;
+}
+
+export interface Program {
+  model: CheckedModel;
+  /** Forward graph: embedding → blocks → head → loss. */
+  forward: Graph;
+  stats: ModelStats;
+}
+
+export interface CompileResult {
+  program?: Program;
+  diagnostics: Diagnostic[];
+  files: Map<string, SourceFile>;
+}
+
+export function compile(file: string, options: CompileOptions = {}): CompileResult {
+  const checked = check(file, options); //                       .fog → AST → CheckedModel
+  const { model } = checked;
+  if (!model) return { diagnostics: checked.diagnostics, files: checked.files };
+  const batch = options.batch ?? model.train.batch;
+  const seqLen = options.seqLen ?? model.train.seqLen;
+  const forward = lowerModel(model, { batch, seqLen }); //         CheckedModel → forward graph IR
+  const stats = modelStats(forward); //                            params, FLOPs, memory from the IR
+  return { program: { model, forward, stats }, diagnostics: checked.diagnostics, files: checked.files };
+}

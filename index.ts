@@ -1,0 +1,10 @@
+// The library API: the CLI is a thin layer over these. Re-exports only; no logic here.
+export { parseFog as parse } from "./grammar/index.js";
+export type { FogFile } from "./grammar/ast.js";
+export { type Diagnostic, type Span, formatDiagnostic } from "./grammar/diagnostics.js";
+export { check, type CheckOptions, type CheckResult } from "./compiler/check.js";
+export { compile, type CompileOptions, type CompileResult, type Program } from "./compiler/pipeline.js";
+export type { CheckedModel } from "./compiler/model.js";
+export type { Graph, Node, OpKind } from "./compiler/ir.js";
+export { printGraph } from "./compiler/ir-text.js";
+export { modelStats, type ModelStats } from "./compiler/stats.js";
