@@ -28,7 +28,9 @@ export const softplus = (x: number): number => Math.max(x, 0) + Math.log1p(Math.
 export const ACTIVATIONS = {
   gelu: {
     f: (x: number): number => 0.5 * x * (1 + erf(x * Math.SQRT1_2)),
-    df: (x: number): number => 0.5 * (1 + erf(x * Math.SQRT1_2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
+    // Φ(x) + x·φ(x)
+    df: (x: number): number =>
+      0.5 * (1 + erf(x * Math.SQRT1_2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI),
   },
   silu: {
     f: (x: number): number => x * sigmoid(x),
@@ -54,7 +56,14 @@ export function rmsnorm(x: Arr, gain: Arr | undefined, eps: number, group: numbe
 }
 
 /** dx = r·(g⊙dy − x̂·mean(g⊙dy⊙x̂)) with x̂ = x·r; dgain = Σ_chunks dy⊙x̂. */
-export function rmsnormGrad(x: Arr, dy: Arr, gain: Arr | undefined, eps: number, group: number, wrt: "x" | "gain"): F64 {
+export function rmsnormGrad(
+  x: Arr,
+  dy: Arr,
+  gain: Arr | undefined,
+  eps: number,
+  group: number,
+  wrt: "x" | "gain",
+): F64 {
   const out = new Float64Array(wrt === "x" ? x.length : group);
   for (let o = 0; o < x.length; o += group) {
     let ss = 0;
@@ -249,10 +258,15 @@ function xieluAlphas(rhoP: number, rhoN: number, beta: number): [number, number]
 /** x > 0: α_p·x² + β·x;  x ≤ 0: α_n·(e^{min(x,ε)} − 1) − α_n·x + β·x. */
 export function xielu(x: Arr, rhoP: number, rhoN: number, beta: number, eps: number): F64 {
   const [ap, an] = xieluAlphas(rhoP, rhoN, beta);
-  return Float64Array.from(x, (v) => (v > 0 ? ap * v * v + beta * v : an * Math.expm1(Math.min(v, eps)) - an * v + beta * v));
+  return Float64Array.from(x, (v) =>
+    v > 0 ? ap * v * v + beta * v : an * Math.expm1(Math.min(v, eps)) - an * v + beta * v,
+  );
 }
 
-/** ∂/∂x, ∂/∂ρ_p = Σ dy·x²·σ(ρ_p) over x > 0, ∂/∂ρ_n = Σ dy·(e^{min(x,ε)} − 1 − x)·σ(ρ_n) over x ≤ 0. */
+/**
+ * ∂/∂x = 2α_p·x + β (x > 0), α_n·e^x·[x < ε] − α_n + β (x ≤ 0); ∂/∂ρ_p = Σ_{x>0} dy·x²·σ(ρ_p);
+ * ∂/∂ρ_n = Σ_{x≤0} dy·(e^{min(x,ε)} − 1 − x)·σ(ρ_n)  (softplus' = σ).
+ */
 export function xieluGrad(x: Arr, rhoP: number, rhoN: number, dy: Arr, a: OpAttrs["xielu_grad"]): F64 {
   const { beta, eps } = a;
   const [ap, an] = xieluAlphas(rhoP, rhoN, beta);

@@ -9,7 +9,7 @@ export const FLT_MAX = 3.4028234663852886e38;
 
 /** Largest finite value of a slot's FP8 format (E4M3 448, E5M2 57344). */
 export function fp8Max(slot: Pick<ScaleSlot, "format">): number {
-  return FP8_FORMATS[slot.format].max;
+  return FP8_FORMATS[slot.format].maxFinite;
 }
 
 /**
@@ -119,7 +119,13 @@ export class ScaleState {
     const amax = absmax(x);
     this.record(slot, amax);
     const sc = s.slot.scaling;
-    const whole = (scale: number): CastScales => ({ scales: Float64Array.of(scale), rows, cols, blockRows: rows, blockCols: cols });
+    const whole = (scale: number): CastScales => ({
+      scales: Float64Array.of(scale),
+      rows,
+      cols,
+      blockRows: rows,
+      blockCols: cols,
+    });
     if (sc.kind === "delayed") return whole(s.scale);
     if (sc.kind === "current") {
       s.scale = scaleFromAmax(amax, fp8Max(s.slot), sc.margin, sc.pow2) ?? s.scale;
