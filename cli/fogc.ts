@@ -9,8 +9,12 @@ import { type Diagnostic, formatDiagnostic } from "../grammar/diagnostics.js";
 import { check } from "../compiler/check.js";
 import { printGraph } from "../compiler/ir-text.js";
 import { compile } from "../compiler/pipeline.js";
-import { fmtCount, formatSummary } from "../compiler/report.js";
+import { formatSummary } from "../compiler/report.js";
 import type { SourceFile } from "../compiler/resolve.js";
+import { CheckpointError } from "../runtime/checkpoint.js";
+import { DataError } from "../runtime/data.js";
+import { generate } from "../runtime/generate.js";
+import { RunError, train } from "../runtime/train.js";
 
 const PRECISIONS = ["bf16", "fp8", "fp8dpa"] as const;
 
@@ -19,6 +23,17 @@ function printDiagnostics(diags: Diagnostic[], files: Map<string, SourceFile>): 
   const errors = diags.filter((d) => d.severity === "error").length;
   if (errors) console.error(`${errors} error${errors > 1 ? "s" : ""}`);
   return errors > 0;
+}
+
+/** Prints a user error of `run`/`generate` (with compile diagnostics if any) and sets exit code 1; rethrows anything else. */
+function reportRunError(e: unknown): void {
+  if (e instanceof RunError) {
+    if (e.diagnostics.length) printDiagnostics(e.diagnostics, e.files);
+    console.error(`fogc: ${e.message}`);
+  } else if (e instanceof CheckpointError || e instanceof DataError) {
+    console.error(`fogc: ${e.message}`);
+  } else throw e;
+  process.exitCode = 1;
 }
 
 /** Writes a file through a temporary name and a rename, so a crash never leaves half a file. */
@@ -57,7 +72,7 @@ async function main(): Promise<void> {
           .option("precision", { choices: PRECISIONS, describe: "override the recipe's mode" })
           .option("batch", { type: "number", describe: "batch size to lower for (default: the train section's)" })
           .option("seq-len", { type: "number", describe: "sequence length to lower for (default: the train section's)" })
-          .option("emit", { choices: ["summary", "ir"] as const, default: "summary" as const, describe: "what to print" }),
+          .option("emit", { choices: ["summary", "forward", "train"] as const, default: "summary" as const, describe: "what to print: the summary, the forward graph IR, or the whole training-step IR" }),
       (argv) => {
         const r = compile(argv.file, {
           ...(argv.model ? { model: argv.model } : {}),
@@ -69,19 +84,103 @@ async function main(): Promise<void> {
           process.exitCode = 1;
           return;
         }
-        const { model, forward, stats } = r.program;
-        const ir = printGraph(forward);
-        if (argv.emit === "ir") process.stdout.write(ir);
+        const { model, forward, train, stats } = r.program;
+        if (argv.emit === "forward") process.stdout.write(printGraph(forward));
+        else if (argv.emit === "train") process.stdout.write(printGraph(train));
         else console.log(formatSummary(model, stats));
         if (argv.o) {
           mkdirSync(argv.o, { recursive: true });
-          const path = join(argv.o, `${model.name}.ir`);
-          writeAtomic(path, ir);
-          console.log(`wrote ${path} (${forward.nodes.length} nodes, ${fmtCount(stats.params)} parameters)`);
+          for (const [suffix, g] of [["forward", forward], ["train", train]] as const) {
+            const path = join(argv.o, `${model.name}.${suffix}.ir`);
+            writeAtomic(path, printGraph(g));
+            console.log(`wrote ${path} (${g.nodes.length} nodes)`);
+          }
         }
       },
     )
-    .demandCommand(1, "name a command: check or compile (fogc --help lists them)")
+    .command(
+      "run <file>",
+      "Train a .fog model: JSONL log, validation loss, checkpoints, exact resume",
+      (y) =>
+        y
+          .positional("file", { type: "string", demandOption: true, describe: ".fog file" })
+          .option("model", { type: "string", describe: "model to train (default: the file's last model)" })
+          .option("steps", { type: "number", describe: "optimizer steps (default: the train section's)" })
+          .option("precision", { choices: PRECISIONS, describe: "override the recipe's mode" })
+          .option("backend", { choices: ["auto", "cpu", "webgpu"] as const, default: "auto" as const, describe: "where to train; auto = WebGPU when available, else CPU" })
+          .option("seed", { type: "number", describe: "seed for init and batch sampling (default: the train section's)" })
+          .option("log", { type: "string", describe: "append one JSON record per log step to this .jsonl file" })
+          .option("checkpoint", { type: "string", describe: "directory to write checkpoints to" })
+          .option("checkpoint-every", { type: "number", describe: "steps between checkpoints (default: eval_every); one is always written at the end" })
+          .option("resume", { type: "boolean", default: false, describe: "continue from the newest checkpoint in --checkpoint DIR" }),
+      async (argv) => {
+        try {
+          const r = await train({
+            file: argv.file,
+            ...(argv.model ? { model: argv.model } : {}),
+            ...(argv.steps !== undefined ? { steps: argv.steps } : {}),
+            ...(argv.precision ? { precision: argv.precision } : {}),
+            backend: argv.backend,
+            ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
+            ...(argv.log ? { log: argv.log } : {}),
+            ...(argv.checkpoint ? { checkpoint: argv.checkpoint } : {}),
+            ...(argv["checkpoint-every"] !== undefined ? { checkpointEvery: argv["checkpoint-every"] } : {}),
+            resume: argv.resume,
+          });
+          const last = r.losses.at(-1);
+          if (r.startStep >= r.steps) {
+            console.log(`${r.model}: the checkpoint is already at step ${r.startStep} of ${r.steps}; nothing to train (pass a larger --steps)`);
+            return;
+          }
+          console.log(
+            `${r.model}: trained steps ${r.startStep + 1}..${r.steps} on ${r.backend}` +
+              (last !== undefined ? `, loss ${last.toFixed(4)}` : "") +
+              (r.valLoss !== undefined ? `, val_loss ${r.valLoss.toFixed(4)}` : "") +
+              `, ${r.tokensPerSecond.toFixed(0)} tokens/s` +
+              (r.checkpoint ? `\ncheckpoint ${r.checkpoint}` : ""),
+          );
+        } catch (e) {
+          reportRunError(e);
+        }
+      },
+    )
+    .command(
+      "generate <ckpt>",
+      "Sample text from a checkpoint written by 'fogc run --checkpoint DIR' (CPU, no KV cache)",
+      (y) =>
+        y
+          .positional("ckpt", { type: "string", demandOption: true, describe: "checkpoint file (.safetensors)" })
+          .option("prompt", { type: "string", demandOption: true, describe: "text to continue" })
+          .option("tokens", { type: "number", demandOption: true, describe: "number of tokens to sample" })
+          .option("temperature", { type: "number", default: 1, describe: "softmax temperature; 0 = greedy" })
+          .option("top-k", { type: "number", default: 0, describe: "sample among the k most likely tokens (0 = all)" })
+          .option("seed", { type: "number", default: 0, describe: "sampling seed" })
+          .option("file", { type: "string", describe: "the .fog file, if it moved since training" }),
+      async (argv) => {
+        let started = false;
+        try {
+          await generate({
+            checkpoint: argv.ckpt,
+            prompt: argv.prompt,
+            tokens: argv.tokens,
+            temperature: argv.temperature,
+            topK: argv["top-k"],
+            seed: argv.seed,
+            ...(argv.file ? { file: argv.file } : {}),
+            onStart: () => {
+              started = true;
+              process.stdout.write(argv.prompt);
+            },
+            onText: (t) => process.stdout.write(t),
+          });
+          process.stdout.write("\n");
+        } catch (e) {
+          if (started) process.stdout.write("\n");
+          reportRunError(e);
+        }
+      },
+    )
+    .demandCommand(1, "name a command: check, compile, run or generate (fogc --help lists them)")
     .strict()
     .recommendCommands()
     .help()

@@ -59,7 +59,7 @@ export const VJP_RULES = {
     const { transA, transB, gemm } = n.attrs;
     // Backward GEMMs keep the forward's `gemm` name so the precision pass can pick their operands' formats.
     const mm = (x: number, y: number, tA: boolean, tB: boolean, pass: GemmPass, suffix: string): number =>
-      e.op("matmul", [x, y], { transA: tA, transB: tB, ...(gemm ? { gemm } : {}), pass }, suffix);
+      e.op("matmul", [x, y], { transA: tA, transB: tB, ...(gemm ? { gemm } : {}), pass, ...(n.attrs.site ? { site: n.attrs.site } : {}) }, suffix);
     return [
       () => (transA ? mm(b, dy, transB, true, "dgrad", "grad_a") : mm(dy, b, false, !transB, "dgrad", "grad_a")),
       () => (transB ? mm(dy, a, true, transA, "wgrad", "grad_b") : mm(a, dy, !transA, false, "wgrad", "grad_b")),

@@ -39,22 +39,31 @@ interface EwRule {
   helpers: readonly HelperName[];
 }
 
-// erf(x), f32, max |error| ≤ 1e-7 (9.6e-8 measured: f32 arithmetic emulated with Math.fround over
-// 3e6 points of [0, 6] against the f64 series erf(x) = 2x/√π·e^(−x²)·Σ (2x²)ⁿ/(1·3·…·(2n+1))).
-// Abramowitz–Stegun 7.1.26 (1.5e-7) was not enough. Coefficients are our own least-squares fits on
-// 4000 Chebyshev nodes, rounded to f32:
-//   |x| < 0.75:      erf(x) = x·c₀ + x·t·P(t), t = x²   (c₀ apart so its product rounds once)
-//   0.75 ≤ |x| < 4:  erf(x) = 1 − e^(−x²)·Q(v), v = (|x| − 2.375)/1.625, Q ≈ erfc(x)·e^(x²)
-//   |x| ≥ 4:         ±1 (erfc(4) = 1.5e-8 is below half an f32 ulp of 1)
+// erf and erfc in f32. Abramowitz–Stegun 7.1.26 (1.5e-7) is not enough and, like any 1 + erf(x)
+// formula, loses all relative accuracy in GELU's negative tail; so GELU goes through erfc, which
+// is accurate relative to its own value. Measured with f32 arithmetic emulated (Math.fround, exp
+// correctly rounded) over 3e6 points against f64 series/continued-fraction references:
+//   erf: max |error| 1.2e-7 on [0, 9];  erfc: max relative error 7.1e-7 on [0, 4], 4e-6 out to
+//   x = 9.2 (there the f32 rounding of x² inside exp dominates); GELU: 3.8e-7 absolute on [−13, 13].
+// Coefficients are our own least-squares fits on 4000 Chebyshev nodes, rounded to f32:
+//   |x| < 0.75:     erf(x)  = x·c₀ + x·t·P(t), t = x²   (c₀ apart so its product rounds once)
+//   0.75 ≤ x < 4:   erfc(x) = e^(−x²)·Q(v), v = (x − 2.375)/1.625      (Q ≈ erfc·e^(x²))
+//   x ≥ 4:          erfc(x) = e^(−x²)·T(w)/x, w = (1/x − 0.175)/0.075  (T ≈ x·erfc·e^(x²)); past
+//                   x ≈ 10 e^(−x²) underflows and erfc is 0, as in f32 it should be.
+//   erfc(−x) = 2 − erfc(x); erf (1 − erfc for |x| ≥ 0.75) is measured but only erfc is emitted.
 const ERF_SMALL = [
   1.128379225730896, -0.37612637877464294, 0.11283775418996811, -0.026864543557167053,
   0.005216008983552456, -0.0008344607776962221, 0.00009397533722221851,
 ];
-const ERFC_SCALED = [
+const ERFC_MID = [
   0.2205056995153427, -0.13158775866031647, 0.07442593574523926, -0.0401594415307045,
   0.02077612280845642, -0.010329863987863064, 0.004966120235621929, -0.0023713174741715193,
   0.0010766997002065182, -0.0003770125040318817, 0.00015825701120775193, -0.00014369191194418818,
   0.00005972735016257502,
+];
+const ERFC_TAIL = [
+  0.5559197664260864, -0.0067932261154055595, -0.0012193771544843912, 0.00008822176459943876,
+  0.000003428626996537787, -0.000001044030341290636, 4.920854479451009e-8,
 ];
 
 /** Horner's rule with fma, highest degree first: c[n]·u + c[n−1] … + c[0]. */
@@ -68,26 +77,33 @@ const SQRT1_2 = fmtF32(Math.SQRT1_2);
 const INV_SQRT_2PI = fmtF32(1 / Math.sqrt(2 * Math.PI));
 
 const HELPERS = {
-  ew_erf: [
-    "fn ew_erf(x: f32) -> f32 {",
-    "  let a = min(abs(x), 4.0);",
-    "  var r: f32;",
-    "  if (a < 0.75) {",
-    "    let t = a * a;",
-    `    r = fma(a, ${fmtF32(ERF_SMALL[0])}, a * t * ${horner(ERF_SMALL.slice(1), "t")});`,
-    "  } else {",
-    `    let v = (a - 2.375) * ${fmtF32(1 / 1.625)};`,
-    `    r = 1.0 - exp(-(a * a)) * ${horner(ERFC_SCALED, "v")};`,
-    "  }",
-    "  return select(r, -r, x < 0.0);",
+  // erf(a) for 0 ≤ a < 0.75.
+  ew_erf_small: [
+    "fn ew_erf_small(a: f32) -> f32 {",
+    "  let t = a * a;",
+    `  return fma(a, ${fmtF32(ERF_SMALL[0])}, a * t * ${horner(ERF_SMALL.slice(1), "t")});`,
     "}",
   ].join("\n"),
-  // Exact GELU: x·Φ(x) = ½x(1 + erf(x/√2)).
-  ew_gelu: `fn ew_gelu(x: f32) -> f32 {\n  return 0.5 * x * (1.0 + ew_erf(x * ${SQRT1_2}));\n}`,
+  ew_erfc: [
+    "fn ew_erfc(x: f32) -> f32 {",
+    "  let a = abs(x);",
+    "  var r: f32;",
+    "  if (a < 0.75) {",
+    "    r = 1.0 - ew_erf_small(a);",
+    "  } else if (a < 4.0) {",
+    `    r = exp(-(a * a)) * ${horner(ERFC_MID, `((a - 2.375) * ${fmtF32(1 / 1.625)})`)};`,
+    "  } else {",
+    `    r = exp(-(a * a)) * ${horner(ERFC_TAIL, `((1.0 / a - 0.175) * ${fmtF32(1 / 0.075)})`)} / a;`,
+    "  }",
+    "  return select(r, 2.0 - r, x < 0.0);",
+    "}",
+  ].join("\n"),
+  // Exact GELU: x·Φ(x), Φ(x) = ½·erfc(−x/√2) (relative accuracy kept for x ≪ 0).
+  ew_gelu: `fn ew_gelu(x: f32) -> f32 {\n  return x * 0.5 * ew_erfc(-x * ${SQRT1_2});\n}`,
   // d/dx x·Φ(x) = Φ(x) + x·φ(x).
   ew_gelu_grad: [
     "fn ew_gelu_grad(x: f32, dy: f32) -> f32 {",
-    `  let cdf = 0.5 * (1.0 + ew_erf(x * ${SQRT1_2}));`,
+    `  let cdf = 0.5 * ew_erfc(-x * ${SQRT1_2});`,
     `  return dy * (cdf + x * ${INV_SQRT_2PI} * exp(-0.5 * x * x));`,
     "}",
   ].join("\n"),
@@ -120,7 +136,7 @@ const RULES = {
     },
     helpers: [],
   },
-  gelu: { arity: 1, render: call("ew_gelu"), helpers: ["ew_erf", "ew_gelu"] },
+  gelu: { arity: 1, render: call("ew_gelu"), helpers: ["ew_erf_small", "ew_erfc", "ew_gelu"] },
   silu: { arity: 1, render: call("ew_silu"), helpers: ["ew_silu"] },
   // tanh(±10) rounds to ±1 in f32; the clamp keeps drivers whose tanh goes through exp from
   // returning inf/inf = NaN for large |x|.
@@ -129,7 +145,7 @@ const RULES = {
   neg: { arity: 1, render: (a) => `(-${a[0]})`, helpers: [] },
   exp: { arity: 1, render: (a) => `exp(${a[0]})`, helpers: [] },
   square: { arity: 1, render: call("ew_square"), helpers: ["ew_square"] },
-  gelu_grad: { arity: 2, render: call("ew_gelu_grad"), helpers: ["ew_erf", "ew_gelu_grad"] },
+  gelu_grad: { arity: 2, render: call("ew_gelu_grad"), helpers: ["ew_erf_small", "ew_erfc", "ew_gelu_grad"] },
   silu_grad: { arity: 2, render: call("ew_silu_grad"), helpers: ["ew_silu_grad"] },
   tanh_grad: { arity: 2, render: call("ew_tanh_grad"), helpers: ["ew_tanh_grad"] },
 } satisfies Record<EwOp, EwRule>;

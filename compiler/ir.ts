@@ -16,6 +16,12 @@ export const ATTENTION_GEMMS: readonly GemmName[] = ["qk", "pv"];
 /** fprop Y = op(A)·op(B); dgrad = the gradient w.r.t. A (activations); wgrad = w.r.t. B (weights). */
 export type GemmPass = "fprop" | "dgrad" | "wgrad";
 
+/** Where a GEMM sits in the model, for precision rules: its layer (absent for the LM head) and component. */
+export interface GemmSite {
+  layer?: number;
+  component: string;
+}
+
 export type Init =
   | { kind: "normal"; std: number }
   | { kind: "const"; value: number }
@@ -50,7 +56,7 @@ export interface OpAttrs {
   // forward
   embed: Record<string, never>;
   /** `pass`: which GEMM of a linear layer this is (autodiff sets dgrad/wgrad; absent = fprop). */
-  matmul: { transA: boolean; transB: boolean; gemm?: GemmName; pass?: GemmPass };
+  matmul: { transA: boolean; transB: boolean; gemm?: GemmName; pass?: GemmPass; site?: GemmSite };
   add: Record<string, never>;
   sub: Record<string, never>;
   mul: Record<string, never>;
@@ -62,7 +68,7 @@ export interface OpAttrs {
   rmsnorm: { eps: number; group: number };
   layernorm: { eps: number; group: number };
   rope: { headDim: number; seqLen: number; base: number; scaling?: RopeScaling; inverse: boolean };
-  attention: { heads: number; kvHeads: number; headDim: number; seqLen: number; scale: number; causal: boolean };
+  attention: { heads: number; kvHeads: number; headDim: number; seqLen: number; scale: number; causal: boolean; site?: GemmSite };
   xielu: { beta: number; eps: number };
   glu: { act: "silu" | "gelu" };
   row_absmax: { cols: number };

@@ -3,7 +3,7 @@
 // and the loss. Parameters get their initialisation, weight-decay and learning-rate attributes.
 import type { Span } from "../grammar/diagnostics.js";
 import { GraphBuilder } from "./graph-builder.js";
-import type { GemmName, Graph, Init } from "./ir.js";
+import type { GemmName, GemmSite, Graph, Init } from "./ir.js";
 import type { AttentionSpec, BlockExpr, CheckedModel, MlpSpec, NormSpec } from "./model.js";
 
 export interface LowerOptions {
@@ -22,10 +22,10 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
     b.span = span;
     return b.add("param", [], { init, decay, lrScale: 1 }, name, shape);
   };
-  const linear = (x: number, name: string, outDim: number, std: number, gemm: GemmName, span: Span): number => {
+  const linear = (x: number, name: string, outDim: number, std: number, gemm: GemmName, span: Span, site: GemmSite): number => {
     const w = param(`${name}.weight`, [outDim, b.shape(x)[1]], { kind: "normal", std }, true, span);
     b.span = span;
-    return b.add("matmul", [x, w], { transA: false, transB: true, gemm }, name);
+    return b.add("matmul", [x, w], { transA: false, transB: true, gemm, site }, name);
   };
   const norm = (x: number, spec: NormSpec, name: string, group: number): number => {
     const inputs = [x];
@@ -49,10 +49,11 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
 
   const attention = (x: number, spec: AttentionSpec, name: string, layer: number): number => {
     const { heads: H, kvHeads: Hkv, headDim: Dh } = model;
+    const site: GemmSite = { layer, component: spec.name };
     b.taps.push({ probe: "qkv_input", layer, nodes: [x] });
-    const q0 = linear(x, `${name}.q`, H * Dh, model.initStd, "qkv", spec.span);
-    const k0 = linear(x, `${name}.k`, Hkv * Dh, model.initStd, "qkv", spec.span);
-    const v = linear(x, `${name}.v`, Hkv * Dh, model.initStd, "qkv", spec.span);
+    const q0 = linear(x, `${name}.q`, H * Dh, model.initStd, "qkv", spec.span, site);
+    const k0 = linear(x, `${name}.k`, Hkv * Dh, model.initStd, "qkv", spec.span, site);
+    const v = linear(x, `${name}.v`, Hkv * Dh, model.initStd, "qkv", spec.span, site);
     b.taps.push({ probe: "qkv", layer, nodes: [q0, k0, v] });
     const reg = (t: number, which: "q" | "k"): number => {
       const qk = spec.qkNorm;
@@ -75,15 +76,16 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
       q = b.add("rope", [q], ropeAttrs, `${name}.q_rope`);
       k = b.add("rope", [k], ropeAttrs, `${name}.k_rope`);
     }
-    const o = b.add("attention", [q, k, v], { heads: H, kvHeads: Hkv, headDim: Dh, seqLen, scale: spec.softmaxScale, causal: spec.causal }, `${name}.sdpa`);
-    return linear(o, `${name}.o`, D, outStd, "out", spec.span);
+    const o = b.add("attention", [q, k, v], { heads: H, kvHeads: Hkv, headDim: Dh, seqLen, scale: spec.softmaxScale, causal: spec.causal, site }, `${name}.sdpa`);
+    return linear(o, `${name}.o`, D, outStd, "out", spec.span, site);
   };
 
   const mlp = (x: number, spec: MlpSpec, name: string, layer: number): number => {
     const F = spec.width;
     const act = spec.activation;
     const gated = act.kind === "swiglu" || act.kind === "geglu" || act.kind === "smooth_swiglu";
-    const h1 = linear(x, `${name}.fc1`, gated ? 2 * F : F, model.initStd, "fc1", spec.span);
+    const site: GemmSite = { layer, component: spec.name };
+    const h1 = linear(x, `${name}.fc1`, gated ? 2 * F : F, model.initStd, "fc1", spec.span, site);
     b.taps.push({ probe: "mlp_intermediate", layer, nodes: [h1] });
     b.span = spec.span;
     let a: number;
@@ -110,7 +112,7 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
       }
     }
     b.taps.push({ probe: "mlp_post_act", layer, nodes: [a] });
-    let y = linear(a, `${name}.fc2`, D, outStd, "fc2", spec.span);
+    let y = linear(a, `${name}.fc2`, D, outStd, "fc2", spec.span, site);
     if (rowScale !== undefined) y = b.add("mul", [y, rowScale], {}, `${name}.smooth_rescale`);
     b.taps.push({ probe: "mlp_out", layer, nodes: [y] });
     return y;
@@ -167,7 +169,7 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
   b.span = model.span;
   const headW = model.head.tied ? embedW : param("head.weight", [model.vocab, D], { kind: "normal", std: model.head.std }, true, model.span);
   b.span = model.span;
-  const logits = b.add("matmul", [h, headW], { transA: false, transB: true, gemm: "head" }, "head");
+  const logits = b.add("matmul", [h, headW], { transA: false, transB: true, gemm: "head", site: { component: "head" } }, "head");
   const loss = b.add("cross_entropy", [logits, targets], {}, "loss");
   b.outputs.logits = logits;
   b.outputs.loss = loss;

@@ -3,7 +3,9 @@
 import type { Diagnostic } from "../grammar/diagnostics.js";
 import { type CheckOptions, check } from "./check.js";
 import type { Graph } from "./ir.js";
+import { autodiff } from "./autodiff.js";
 import { lowerModel } from "./lower-model.js";
+import { applyPrecision } from "./precision.js";
 import type { CheckedModel } from "./model.js";
 import type { SourceFile } from "./resolve.js";
 import { type ModelStats, modelStats } from "./stats.js";
@@ -18,6 +20,8 @@ export interface Program {
   model: CheckedModel;
   /** Forward graph: embedding → blocks → head → loss. */
   forward: Graph;
+  /** One training step's graph: forward, backward, and the recipe's FP8/bf16 casts. */
+  train: Graph;
   stats: ModelStats;
 }
 
@@ -34,6 +38,8 @@ export function compile(file: string, options: CompileOptions = {}): CompileResu
   const batch = options.batch ?? model.train.batch;
   const seqLen = options.seqLen ?? model.train.seqLen;
   const forward = lowerModel(model, { batch, seqLen }); //         CheckedModel → forward graph IR
+  const grads = autodiff(forward); //                              + backward graph (one VJP per op)
+  const train = applyPrecision(grads, model); //                   + quantize/cast on GEMM operands
   const stats = modelStats(forward); //                            params, FLOPs, memory from the IR
-  return { program: { model, forward, stats }, diagnostics: checked.diagnostics, files: checked.files };
+  return { program: { model, forward, train, stats }, diagnostics: checked.diagnostics, files: checked.files };
 }

@@ -14,9 +14,9 @@ import {
 
 export const fogLexer = new Lexer(allTokens, {
   positionTracking: "full",
-  ensureOptimizations: false,
+  ensureOptimizations: true,
   // Only "\n" ends a line (so "\r\n" counts once and a lone "\r" not at all), as in formatDiagnostic.
-  lineTerminatorsPattern: /\n/,
+  lineTerminatorsPattern: /\n/g,
   lineTerminatorCharacters: ["\n"],
 });
 
@@ -57,7 +57,7 @@ function checkEscapes(t: IToken, file: string, out: Diagnostic[]): void {
     const c = s[i + 1];
     if (c === undefined) {
       out.push(error(offsetSpan(t, file, i, 1), "a string cannot end with a lone '\\'"));
-    } else if (!(c in STRING_ESCAPES)) {
+    } else if (!Object.hasOwn(STRING_ESCAPES, c)) {
       out.push(error(offsetSpan(t, file, i, 2), `unknown escape '\\${c}' in string (use '\\\\' for a backslash)`));
     }
     i++;
@@ -93,8 +93,8 @@ function showChars(s: string): string {
 }
 
 /**
- * The span of a token (exclusive end), or of its first `maxLength` characters. Undefined for a
- * token made up by parser recovery (NaN positions).
+ * The span of a token (exclusive end), or of its first `maxLength` characters. Only for tokens
+ * from the source: check `isRealToken` first on tokens that parser recovery may have made up.
  */
 export function tokenSpan(t: IToken, file: string, maxLength?: number): Span {
   const length = Math.min(t.image.length, maxLength ?? t.image.length);

@@ -4,7 +4,9 @@
 import {
   CstParser,
   EOF,
+  tokenMatcher,
   type IParserErrorMessageProvider,
+  type ITokenGrammarPath,
   type IToken,
   type TokenType,
 } from "chevrotain";
@@ -41,7 +43,7 @@ const HEADER_TOKENS: ReadonlySet<TokenType> = new Set([Identifier, NumberLiteral
 const MAX_HEADER_TOKENS = 1000;
 
 /**
- * Grammar (see grammar/README in the task brief):
+ * The grammar:
  *   file      := item*
  *   item      := import | model | member        (a top-level attribute is rejected by to-ast)
  *   import    := 'import' String
@@ -61,7 +63,7 @@ const MAX_HEADER_TOKENS = 1000;
  *   power     := primary ('^' unary)?
  *   primary   := Number | String | list | parenthesized | reference
  *   reference := Identifier ('(' args? ')')?      (not when the name is followed by '=' or '{')
- *   args      := arg (',' arg)* ','?
+ *   args      := arg (',' arg)* ','?         (written `arg (',' arg?)*`, see the rule)
  *   arg       := (Identifier '=')? expr
  *   list      := '[' (expr (',' expr)* ','?)? ']'
  *   parenthesized := '(' expr ')'
@@ -95,6 +97,33 @@ export class FogParser extends CstParser {
     }
     return false;
   }
+
+  /**
+   * Recovery policy: chevrotain prefers inserting a missing token to deleting a stray one. For a
+   * closer that comes right after one stray token this guesses wrong (`f(a b)` would become
+   * `f(a)` followed by a new member `b`), so there the stray token is deleted instead.
+   */
+  protected override canTokenTypeBeInsertedInRecovery(tokType: TokenType): boolean {
+    return !(OPENERS.has(tokType) && tokenMatcher(this.LA(2), tokType));
+  }
+
+  /**
+   * Memoized: chevrotain asks for the tokens that may follow a point of the grammar on every
+   * recovery attempt and answers by walking the grammar from the top rule. The answer depends
+   * only on the grammar path, which is static, so it is cached (bounded, cleared when full).
+   */
+  protected override getNextPossibleTokenTypes(grammarPath: ITokenGrammarPath): TokenType[] {
+    const key = `${grammarPath.ruleStack.join(",")}|${grammarPath.occurrenceStack.join(",")}|${grammarPath.lastTok.name}|${grammarPath.lastTokOccurrence}`;
+    let follows = this.followsCache.get(key);
+    if (follows === undefined) {
+      follows = super.getNextPossibleTokenTypes(grammarPath);
+      if (this.followsCache.size >= 4096) this.followsCache.clear();
+      this.followsCache.set(key, follows);
+    }
+    return follows;
+  }
+
+  private readonly followsCache = new Map<string, TokenType[]>();
 
   /** A name starts an expression unless `=` or `{` follows it (those start a member instead). */
   private nameIsExpression(): boolean {
@@ -263,13 +292,18 @@ export class FogParser extends CstParser {
     });
   });
 
+  // `item (',' item)* ','?` is written `item (',' item?)*` where a comma without an item ends the
+  // repetition (the GATE): same language, but nothing follows the MANY inside the rule, which
+  // spares chevrotain a costly recovery check at every exit of the loop.
   public args = this.RULE("args", () => {
     this.SUBRULE(this.arg, { LABEL: "items" });
-    this.MANY(() => {
-      this.CONSUME(Comma);
-      this.SUBRULE2(this.arg, { LABEL: "items" });
+    this.MANY({
+      GATE: () => this.LA(0).tokenType !== Comma,
+      DEF: () => {
+        this.CONSUME(Comma);
+        this.OPTION(() => this.SUBRULE2(this.arg, { LABEL: "items" }));
+      },
     });
-    this.OPTION(() => this.CONSUME2(Comma, { LABEL: "trailingComma" }));
   });
 
   public arg = this.RULE("arg", () => {
@@ -284,11 +318,13 @@ export class FogParser extends CstParser {
     this.CONSUME(LBracket);
     this.OPTION(() => {
       this.SUBRULE(this.expr, { LABEL: "items" });
-      this.MANY(() => {
-        this.CONSUME(Comma);
-        this.SUBRULE2(this.expr, { LABEL: "items" });
+      this.MANY({
+        GATE: () => this.LA(0).tokenType !== Comma,
+        DEF: () => {
+          this.CONSUME(Comma);
+          this.OPTION2(() => this.SUBRULE2(this.expr, { LABEL: "items" }));
+        },
       });
-      this.OPTION2(() => this.CONSUME2(Comma, { LABEL: "trailingComma" }));
     });
     this.CONSUME(RBracket);
   });
@@ -337,11 +373,15 @@ const fogErrorMessages: IParserErrorMessageProvider = {
       case Equals:
         return `expected '=' or '{'${after(previous)}`;
       case RParen:
-        return ruleName === "reference"
-          ? `expected ',' or ')' but found ${describeToken(actual)}`
-          : `expected ')' but found ${describeToken(actual)}`;
-      case RBracket:
-        return `expected ',' or ']' but found ${describeToken(actual)}`;
+      case RBracket: {
+        const close = tokenLabel(expected);
+        // Right after `(`, `[` or `,` an item is missing, not a separator.
+        if (previous !== undefined && (previous.tokenType === Comma || previous.tokenType === OPENERS.get(expected))) {
+          return `expected an expression or ${close}${after(previous)}`;
+        }
+        const comma = ruleName === "parenthesized" ? "" : "',' or ";
+        return `expected ${comma}${close} but found ${describeToken(actual)}`;
+      }
       default:
         return `expected ${tokenLabel(expected)}${after(previous)}`;
     }

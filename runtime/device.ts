@@ -78,17 +78,15 @@ const WANTED_LIMITS = [
   "maxStorageBuffersPerShaderStage",
 ] as const;
 
-// The Dawn instance lives while any device is open; dropping it lets the process exit.
+// The Dawn instance, created on first use and then kept for the life of the process. Measured with
+// webgpu 0.6.2 (lavapipe and NVIDIA): once an instance that has made a device is garbage-collected,
+// the process segfaults (also when the device was destroyed first), and a kept instance does not
+// stop the process from exiting. So it is never dropped.
 let instance: GPU | null = null;
-let openDevices = 0;
 
 function getInstance(): GPU {
   instance ??= create(DAWN_OPTIONS);
   return instance;
-}
-
-function releaseInstanceIfIdle(): void {
-  if (openDevices === 0) instance = null;
 }
 
 /** Reads `adapter.info.subgroupMatrixConfigs` (a Dawn extension absent from @webgpu/types). */
@@ -123,18 +121,15 @@ export async function openGpu(
   try {
     adapter = await gpuApi.requestAdapter({ powerPreference: options.powerPreference ?? "high-performance" });
   } catch (e) {
-    releaseInstanceIfIdle();
     throw new DeviceError(`no WebGPU adapter found (${(e as Error).message})`, NO_ADAPTER_FIX);
   }
   if (!adapter) {
-    releaseInstanceIfIdle();
     throw new DeviceError("no WebGPU adapter found", NO_ADAPTER_FIX);
   }
   const info = adapter.info;
   const name = adapterName(info);
   const has = (f: string): boolean => adapter.features.has(f);
   if (options.requireF16 && !has("shader-f16")) {
-    releaseInstanceIfIdle();
     throw new DeviceError(
       `adapter '${name}' has no shader-f16`,
       "use an adapter with shader-f16 (lavapipe and NVIDIA have it), or choose an f32 kernel path",
@@ -148,13 +143,11 @@ export async function openGpu(
   try {
     device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: "fogc" });
   } catch (e) {
-    releaseInstanceIfIdle();
     throw new DeviceError(
       `could not open a device on '${name}': ${(e as Error).message}`,
       "check the driver (node scripts/probe-adapter.mjs prints the adapter), or run with --backend cpu",
     );
   }
-  openDevices++;
 
   let destroyed = false;
   let lastError: string | null = null;
@@ -197,8 +190,6 @@ export async function openGpu(
       if (destroyed) return;
       destroyed = true;
       device.destroy();
-      openDevices--;
-      releaseInstanceIfIdle();
     },
   };
 }
@@ -210,7 +201,6 @@ export async function hasWebGpuAdapter(): Promise<boolean> {
   } catch {
     return false;
   } finally {
-    releaseInstanceIfIdle();
   }
 }
 

@@ -72,6 +72,13 @@ interface SlotState {
   head: number;
 }
 
+/** One slot's state as stored in a checkpoint: its scale, its amax ring (as laid out) and ring head. */
+export interface ScaleSlotSnapshot {
+  scale: number;
+  history: Float32Array;
+  head: number;
+}
+
 /** Scale state of every FP8 slot of a graph. Step 0 casts with s = 1 under delayed scaling. */
 export class ScaleState {
   private readonly state: SlotState[];
@@ -99,6 +106,25 @@ export class ScaleState {
   history(slot: number): number[] {
     const { history, head } = this.get(slot);
     return Array.from(history, (_, i) => history[(head - i + history.length) % history.length]);
+  }
+
+  /** A copy of every slot's state, in slot order (for checkpoints and for evaluation on a copy). */
+  snapshot(): ScaleSlotSnapshot[] {
+    return this.state.map((s) => ({ scale: s.scale, history: s.history.slice(), head: s.head }));
+  }
+
+  /** Replaces every slot's state with a snapshot taken from a graph with the same slots. */
+  restore(snap: readonly ScaleSlotSnapshot[]): void {
+    if (snap.length !== this.state.length) throw new Error(`ScaleState.restore: ${snap.length} slots given, the graph has ${this.state.length}`);
+    snap.forEach((x, i) => {
+      const s = this.state[i];
+      if (x.history.length !== s.history.length || !(x.head >= 0 && x.head < s.history.length)) {
+        throw new Error(`ScaleState.restore: slot #${i} "${s.slot.name}" has an amax history of ${s.history.length} (head ${x.head}, ${x.history.length} given)`);
+      }
+      s.scale = x.scale;
+      s.history.set(x.history);
+      s.head = x.head;
+    });
   }
 
   /** Records an amax into this step's history entry (max with what the step already recorded). */

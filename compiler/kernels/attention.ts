@@ -3,7 +3,7 @@
 // writes D = rowsum(dO⊙O); then dK/dV), with no T×T buffer. GQA and FP8DPA casts are options.
 import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
-import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, segReduce, unpack4 } from "./elementwise.js";
+import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, segReduce, unpack4 } from "./reduce.js";
 
 /**
  * FP8DPA (papers.md §3.2): Q, K, V arrive as E4M3 and dO as E5M2, four codes per u32, each decoded
@@ -54,9 +54,10 @@ const NEG = fmtF32(-1e30); // masked logit: exp(NEG − m) = 0 for any finite ro
 /** Floats of workgroup memory a pass uses with given tiles. */
 function sharedFloats(pass: AttentionPass, dh: number, t: AttentionTiles): number {
   const { br, bc, lanes } = t;
-  if (pass === "fwd") return br * dh + 2 * bc * dh + br * bc + br * lanes;
-  if (pass === "bwd_dq") return 2 * br * dh + 2 * bc * dh + br * bc + br * lanes;
-  return 2 * bc * dh + 2 * br * dh + 2 * br * bc + 2 * br + bc * lanes;
+  const rs = dh + 1; // padded row stride
+  if (pass === "fwd") return br * rs + 2 * bc * rs + br * bc + br * lanes;
+  if (pass === "bwd_dq") return 2 * br * rs + 2 * bc * rs + br * bc + br * lanes;
+  return 2 * bc * rs + 2 * br * rs + 2 * br * bc + 2 * br + bc * lanes;
 }
 
 /** The largest tiles (br·bc, then lanes) that fit the shared-memory budget. */
@@ -114,9 +115,11 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   if (fp8) b.bind("scales", "f32");
   if (amaxIdx !== undefined) b.bind("amax", "atomic<u32>", "read_write");
 
-  // Workgroup tiles: q/dO rows [BR, DH], k/v rows [BC, DH], probabilities [rows, across].
-  const qRows = (n: string): string => (b.workgroupArray(n, "f32", BR * DH), n);
-  const kRows = (n: string): string => (b.workgroupArray(n, "f32", BC * DH), n);
+  // Workgroup tiles: q/dO rows [BR, RS], k/v rows [BC, RS], probabilities [rows, across]. Rows are
+  // RS = DH + 1 apart so the lanes of a dot product (different rows, same d) hit different banks.
+  b.constant("RS", "u32", DH + 1);
+  const qRows = (n: string): string => (b.workgroupArray(n, "f32", BR * (DH + 1)), n);
+  const kRows = (n: string): string => (b.workgroupArray(n, "f32", BC * (DH + 1)), n);
   const qs = qRows("qs");
   const ks = kRows("ks");
   const vs = kRows("vs");
@@ -134,7 +137,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
     const vals = c ? unpack4(c, "w").map((x) => `${x} * scales[${sinv}]`) : ["w"];
     return [
       `for (var e = lidx; e < ${rows * per}u; e = e + NT) {`,
-      `  let rr = e / ${per}u; let tt = ${t0} + rr; let at = rr * DH + (e % ${per}u)${V > 1 ? ` * ${V}u` : ""};`,
+      `  let rr = e / ${per}u; let tt = ${t0} + rr; let at = rr * RS + (e % ${per}u)${V > 1 ? ` * ${V}u` : ""};`,
       `  if (tt < T) {`,
       `    let w = ${src}[((bb * T + tt) * ${width}u + ${head} * DH)${V > 1 ? ` / ${V}u` : ""} + e % ${per}u];`,
       ...vals.map((x, k) => `    ${dst}[at + ${k}u] = ${x};`),
@@ -153,7 +156,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   /** dot of q-side row `i` of `a` with k-side row `j` of `bArr`; the same loop in every pass keeps S bit-identical. */
   const dot = (out: string, a: string, i: string, bArr: string, j: string): string[] => [
     `var ${out} = 0.0;`,
-    `for (var d = 0u; d < DH; d = d + 1u) { ${out} = ${out} + ${a}[${i} * DH + d] * ${bArr}[${j} * DH + d]; }`,
+    `for (var d = 0u; d < DH; d = d + 1u) { ${out} = ${out} + ${a}[${i} * RS + d] * ${bArr}[${j} * RS + d]; }`,
   ];
   const fq = (x: string, fmt: Fp8Format, s: string): string =>
     fp8 ? `${codec(fmt).dec(codec(fmt).enc(`${x} * ${s}`))} * (1.0 / ${s})` : x;
@@ -161,7 +164,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   const DL = DH / L;
   const A = across / L;
   const accum = (acc: string, coef: string, src: string, row: string): string =>
-    `for (var x = 0u; x < ${DL}u; x = x + 1u) { ${acc}[x] = ${acc}[x] + ${coef} * ${src}[${row} * DH + l + x * ${L}u]; }`;
+    `for (var x = 0u; x < ${DL}u; x = x + 1u) { ${acc}[x] = ${acc}[x] + ${coef} * ${src}[${row} * RS + l + x * ${L}u]; }`;
   const store = (dst: string, width: number, head: string, row: string, acc: string, factor: string): string =>
     `for (var x = 0u; x < ${DL}u; x = x + 1u) { ${dst}[(bb * T + ${row}) * ${width}u + ${head} * DH + l + x * ${L}u] = ${acc}[x] * ${factor}; }`;
   const kvTiles = causal ? `(min(T, q0 + ${BR}u) + ${BC - 1}u) / ${BC}u` : `${Math.ceil(T / BC)}u`;
@@ -223,7 +226,10 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
       ...loadDO("q0"),
       `workgroupBarrier();`,
       `var dpart = 0.0;`,
-      `for (var x = 0u; x < ${DL}u; x = x + 1u) { let d = l + x * ${L}u; dpart = dpart + dos[r * DH + d] * select(0.0, o[(bb * T + min(i, T - 1u)) * ${QW}u + h * DH + d], i < T); }`,
+      `for (var x = 0u; x < ${DL}u; x = x + 1u) {`,
+      `  let d = l + x * ${L}u;`,
+      `  dpart = dpart + dos[r * RS + d] * select(0.0, o[(bb * T + min(i, T - 1u)) * ${QW}u + h * DH + d], i < T);`,
+      `}`,
       `let dr = ${segSum}(dpart, lidx);`,
       `let lse_r = select(0.0, lse[row], i < T);`,
       `if (i < T && l == 0u) { delta[row] = dr; }`,

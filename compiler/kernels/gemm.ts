@@ -46,6 +46,8 @@ export interface GemmTile {
   sgRows: number;
   sgCols: number;
   subgroupSize: number;
+  /** Workgroup-memory copy of the operand tiles: rows of k (default), or as stored (see SharedLayout). */
+  sharedLayout: "k-major" | "storage";
 }
 
 export interface GemmConfig {
@@ -104,10 +106,10 @@ export function gemmPathsFor(caps: GemmCaps): GemmPath[] {
   return caps.f16 && caps.subgroups && mmaShapesFor(caps).length > 0 ? ["subgroup-matrix", "fma"] : ["fma"];
 }
 
-const FMA_TILE = { bm: 64, bn: 64, bk: 16, tm: 4 };
+const FMA_TILE = { bm: 64, bn: 64, bk: 16, tm: 4, sharedLayout: "k-major" as const };
 // 128×128 per workgroup, 2×2 subgroups of 64×64 (4×4 16×16 results): 12 KiB of workgroup memory,
 // under WebGPU's default 16 KiB limit. The autotuner may go bigger where the adapter allows.
-const SGMM_TILE = { bm: 128, bn: 128, bk: 16, mma: { M: 16, N: 16, K: 16 }, sgRows: 2, sgCols: 2, subgroupSize: 32 };
+const SGMM_TILE = { bm: 128, bn: 128, bk: 16, mma: { M: 16, N: 16, K: 16 }, sgRows: 2, sgCols: 2, subgroupSize: 32, sharedLayout: "k-major" as const };
 
 export function resolveTile(cfg: GemmConfig): GemmTile {
   const t = { ...FMA_TILE, ...SGMM_TILE, ...(cfg.path === "fma" ? FMA_TILE : {}), ...cfg.tile };
@@ -195,24 +197,24 @@ function encodeFp8Word(b: WgslBuilder, format: "e4m3" | "e5m2", v: string): stri
 }
 
 /**
- * `load_<x>(r, c) -> vec4<prec>`: storage elements (r, c..c+3) decoded exactly, zero outside the
- * matrix (M/N/K tails, and rows that are not word aligned when K % 4 != 0). c is a multiple of 4.
+ * `load_<x>(r, c0) -> vec4<prec>`: storage elements (r, c0..c0+3) decoded exactly, zero outside the
+ * matrix (M/N/K tails, and rows that are not word aligned when K % 4 != 0). c0 is a multiple of 4.
  */
 function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
   const { name, type, rows, cols } = op;
   const vec = `vec4<${prec}>`;
-  const lines = [`fn load_${name}(r: u32, c: u32) -> ${vec} {`, `  if (r >= ${rows}u || c >= ${cols}u) { return ${vec}(); }`];
+  const lines = [`fn load_${name}(r: u32, c0: u32) -> ${vec} {`, `  if (r >= ${rows}u || c0 >= ${cols}u) { return ${vec}(); }`];
   if (type === "f32") {
     // f32 operands only run on the FMA path (prec f32).
     if (cols % 4 === 0) {
-      lines.push(`  let i = r * ${cols}u + c;`, `  return ${vec}(${name}[i], ${name}[i + 1u], ${name}[i + 2u], ${name}[i + 3u]);`);
+      lines.push(`  let i = r * ${cols}u + c0;`, `  return ${vec}(${name}[i], ${name}[i + 1u], ${name}[i + 2u], ${name}[i + 3u]);`);
     } else {
-      lines.push(`  var v = ${vec}();`, `  for (var q = 0u; q < min(4u, ${cols}u - c); q++) { v[q] = ${name}[r * ${cols}u + c + q]; }`, "  return v;");
+      lines.push(`  var v = ${vec}();`, `  for (var q = 0u; q < min(4u, ${cols}u - c0); q++) { v[q] = ${name}[r * ${cols}u + c0 + q]; }`, "  return v;");
     }
   } else if (cols % 4 === 0) {
     // Rows start on word boundaries: the 4 elements are whole words.
     const perWord = type === "bf16" ? 2 : 4;
-    lines.push(`  let w = (r * ${cols}u + c) / ${perWord}u;`);
+    lines.push(`  let w = (r * ${cols}u + c0) / ${perWord}u;`);
     const lane = (q: number) =>
       perWord === 2 ? decodeLane(b, type, `${name}[w + ${q >> 1}u]`, `${q & 1}u`, prec) : decodeLane(b, type, `${name}[w]`, `${q}u`, prec);
     lines.push(`  return ${vec}(${[0, 1, 2, 3].map(lane).join(", ")});`);
@@ -221,8 +223,8 @@ function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
     const perWord = type === "bf16" ? 2 : 4;
     lines.push(
       `  var v = ${vec}();`,
-      `  for (var q = 0u; q < min(4u, ${cols}u - c); q++) {`,
-      `    let f = r * ${cols}u + c + q;`,
+      `  for (var q = 0u; q < min(4u, ${cols}u - c0); q++) {`,
+      `    let f = r * ${cols}u + c0 + q;`,
       `    v[q] = ${decodeLane(b, type, `${name}[f / ${perWord}u]`, `f % ${perWord}u`, prec)};`,
       "  }",
       "  return v;",
@@ -232,8 +234,32 @@ function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
   return lines.join("\n");
 }
 
-/** Lines that stage this K step's tile of `op` into sh_<x> ([bk][span], span contiguous). */
-function stageTile(op: Operand, t: GemmTile, threads: number): string[] {
+/**
+ * Where a K step's tile of an operand lives in workgroup memory: rows of k ([bk][span], "k-major",
+ * the default) or, with tile.sharedLayout "storage", the tile as stored ([tr][tc], rows padded by
+ * 8 elements = 16 bytes so that fragment loads' rows spread over the banks), which makes every
+ * staging write contiguous.
+ */
+interface SharedLayout {
+  /** Rows of the copy run along K: element (k, mn) at k·stride + mn, else at mn·stride + k. */
+  kFirst: boolean;
+  stride: number;
+  rows: number;
+}
+
+function sharedLayout(op: Operand, t: GemmTile): SharedLayout {
+  if (t.sharedLayout === "k-major") return { kFirst: true, stride: op.span, rows: t.bk };
+  return { kFirst: op.kRows, stride: (op.kRows ? op.span : t.bk) + 8, rows: op.kRows ? t.bk : op.span };
+}
+
+/** The workgroup-memory element (k, mn) of `op`'s copy, as a WGSL expression. */
+function sharedAt(op: Operand, lay: SharedLayout, k: string, mn: string): string {
+  const p = (e: string) => (/^\w+$/.test(e) ? e : `(${e})`);
+  return `sh_${op.name}[${lay.kFirst ? `${p(k)} * ${lay.stride}u + ${mn}` : `${p(mn)} * ${lay.stride}u + ${k}`}]`;
+}
+
+/** Lines that stage this K step's tile of `op` into sh_<x> (decoded by load_<x>). */
+function stageTile(op: Operand, t: GemmTile, threads: number, lay: SharedLayout): string[] {
   // Tile in storage coordinates, read in groups of 4 along the contiguous storage dimension.
   const tr = op.kRows ? t.bk : op.span;
   const tc = op.kRows ? op.span : t.bk;
@@ -241,9 +267,8 @@ function stageTile(op: Operand, t: GemmTile, threads: number): string[] {
   const iters = Math.ceil(groups / threads);
   const r0 = op.kRows ? "k0" : op.base;
   const c0 = op.kRows ? op.base : "k0";
-  const sh = `sh_${op.name}`;
-  // Storage (row i, col j) of the tile is (k, mn) = kRows ? (i, j) : (j, i) → sh[k * span + mn].
-  const dst = (q: number) => (op.kRows ? `${sh}[ti * ${op.span}u + tj + ${q}u]` : `${sh}[(tj + ${q}u) * ${op.span}u + ti]`);
+  // Storage (row i, col j) of the tile is (k, mn) = kRows ? (i, j) : (j, i).
+  const dst = (q: number) => (op.kRows ? sharedAt(op, lay, "ti", `tj + ${q}u`) : sharedAt(op, lay, `tj + ${q}u`, "ti"));
   const body = [
     `let ti = g / ${tc / 4}u;`,
     `let tj = (g % ${tc / 4}u) * 4u;`,
@@ -323,24 +348,26 @@ function amaxReduce(cfg: GemmConfig): string[] {
 }
 
 /** FMA path: thread (tx, ty) accumulates rows ty·tm.. × columns tx·4.. of the tile in registers. */
-function fmaBody(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threads: number): string[] {
+function fmaBody(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threads: number, la: SharedLayout, lb: SharedLayout): string[] {
   const cols = t.bn / 4;
   const acc = Array.from({ length: t.tm }, (_, i) => i);
+  const bv = [0, 1, 2, 3].map((j) => sharedAt(ops[1], lb, "kk", `tx * 4u + ${j}u`)).join(", ");
   return [
     `let tile_m = wid.y * ${t.bm}u;`,
     `let tile_n = wid.x * ${t.bn}u;`,
     `let tx = lidx % ${cols}u;`,
     `let ty = lidx / ${cols}u;`,
     `var acc: array<vec4<f32>, ${t.tm}>;`,
-    `for (var k0 = 0u; k0 < ${cfg.K}u; k0 += ${t.bk}u) {`,
-    ...stageTile(ops[0], t, threads).map((l) => `  ${l}`),
-    ...stageTile(ops[1], t, threads).map((l) => `  ${l}`),
+    // nwg.z is always 1: the bound only hides K's trip count, because fully unrolling the few K
+    // steps of a small GEMM costs lavapipe's LLVM seconds per kernel and gains a GPU nothing.
+    `let k_end = select(${cfg.K}u, 0u, nwg.z == 0u);`,
+    `for (var k0 = 0u; k0 < k_end; k0 += ${t.bk}u) {`,
+    ...stageTile(ops[0], t, threads, la).map((l) => `  ${l}`),
+    ...stageTile(ops[1], t, threads, lb).map((l) => `  ${l}`),
     "  workgroupBarrier();",
     `  for (var kk = 0u; kk < ${t.bk}u; kk++) {`,
-    `    let ka = kk * ${t.bm}u + ty * ${t.tm}u;`,
-    `    let kb = kk * ${t.bn}u + tx * 4u;`,
-    "    let bv = vec4<f32>(sh_b[kb], sh_b[kb + 1u], sh_b[kb + 2u], sh_b[kb + 3u]);",
-    ...acc.map((i) => `    acc[${i}] = fma(vec4<f32>(sh_a[ka + ${i}u]), bv, acc[${i}]);`),
+    `    let bv = vec4<f32>(${bv});`,
+    ...acc.map((i) => `    acc[${i}] = fma(vec4<f32>(${sharedAt(ops[0], la, "kk", `ty * ${t.tm}u + ${i}u`)}), bv, acc[${i}]);`),
     "  }",
     "  workgroupBarrier();",
     "}",
@@ -351,13 +378,24 @@ function fmaBody(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threads:
 }
 
 /**
- * Subgroup-matrix path, as a helper called from main. Subgroup s owns a block of fragM×fragN
- * results; A's tile is [k][m] in workgroup memory (col_major left operands), B's [k][n] (row_major
- * right operands). Results go through a per-subgroup f32 staging block into the shared epilogue.
- * The offsets depend on subgroup_id, which the uniformity analysis cannot prove uniform within a
- * subgroup, hence the diagnostic filter on this function.
+ * subgroupMatrixLoad of the fragment at k = ks, m (left) or n (right) = `off` within the tile.
+ * Left fragments are m×k and right ones k×n, so a copy with rows of k is column-major for a left
+ * fragment and row-major for a right one; a copy with rows of m or n the reverse.
  */
-function sgmmHelper(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threads: number): string {
+function fragmentLoad(type: string, op: Operand, lay: SharedLayout, ks: number, off: string, left: boolean): string {
+  const major = lay.kFirst === left ? "col_major" : "row_major";
+  const offset = lay.kFirst ? `${ks * lay.stride}u + ${off}` : `(${off}) * ${lay.stride}u + ${ks}u`;
+  return `subgroupMatrixLoad<${type}, ${major}>(&sh_${op.name}, ${offset}, ${lay.stride}u)`;
+}
+
+/**
+ * Subgroup-matrix path, as a helper main calls. Subgroup sg owns fragM×fragN f32 results; each K
+ * step stages both tiles as f16 and runs fragment loads + multiply-accumulates; the results then
+ * pass one at a time through a per-subgroup f32 staging block into the shared epilogue. Offsets
+ * depend on subgroup_id, which the uniformity analysis cannot prove uniform within a subgroup
+ * (it is), hence the diagnostic filter: a function attribute, as the builder writes no directives.
+ */
+function sgmmHelper(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threads: number, la: SharedLayout, lb: SharedLayout): string {
   const { M: mm, N: mn, K: mk } = t.mma;
   const fragM = t.bm / (t.sgRows * mm);
   const fragN = t.bn / (t.sgCols * mn);
@@ -372,10 +410,8 @@ function sgmmHelper(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threa
   const inner: string[] = [];
   for (const ks of kSteps) {
     inner.push(`{`);
-    for (const i of fi)
-      inner.push(`  let l${i} = subgroupMatrixLoad<${left}, col_major>(&sh_a, ${ks * t.bm}u + row_base + ${i * mm}u, ${t.bm}u);`);
-    for (const j of fj)
-      inner.push(`  let r${j} = subgroupMatrixLoad<${right}, row_major>(&sh_b, ${ks * t.bn}u + col_base + ${j * mn}u, ${t.bn}u);`);
+    for (const i of fi) inner.push(`  let l${i} = ${fragmentLoad(left, ops[0], la, ks, `row_base + ${i * mm}u`, true)};`);
+    for (const j of fj) inner.push(`  let r${j} = ${fragmentLoad(right, ops[1], lb, ks, `col_base + ${j * mn}u`, false)};`);
     for (const [i, j] of pairs) inner.push(`  acc${i}_${j} = subgroupMatrixMultiplyAccumulate(l${i}, r${j}, acc${i}_${j});`);
     inner.push(`}`);
   }
@@ -400,8 +436,8 @@ function sgmmHelper(cfg: GemmConfig, t: GemmTile, ops: [Operand, Operand], threa
     `let col_base = (sg % ${t.sgCols}u) * ${fragN * mn}u;`,
     ...pairs.map(([i, j]) => `var acc${i}_${j}: ${result};`),
     `for (var k0 = 0u; k0 < ${cfg.K}u; k0 += ${t.bk}u) {`,
-    ...stageTile(ops[0], t, threads).map((l) => `  ${l}`),
-    ...stageTile(ops[1], t, threads).map((l) => `  ${l}`),
+    ...stageTile(ops[0], t, threads, la).map((l) => `  ${l}`),
+    ...stageTile(ops[1], t, threads, lb).map((l) => `  ${l}`),
     "  workgroupBarrier();",
     ...inner.map((l) => `  ${l}`),
     "  workgroupBarrier();",
@@ -433,16 +469,16 @@ export function generateGemm(cfg: GemmConfig): GemmKernel {
   if (isFp8(cfg.out)) b.workgroupArray("wg_amax", "atomic<u32>", 1);
   const workgroups: [number, number, number] = [Math.ceil(cfg.N / t.bn), Math.ceil(cfg.M / t.bm), 1];
 
+  const [la, lb] = ops.map((op) => sharedLayout(op, t));
+  b.workgroupArray("sh_a", prec, la.rows * la.stride).workgroupArray("sh_b", prec, lb.rows * lb.stride);
   if (cfg.path === "fma") {
     const threads = (t.bn / 4) * (t.bm / t.tm);
-    b.workgroupArray("sh_a", "f32", t.bk * t.bm).workgroupArray("sh_b", "f32", t.bk * t.bn);
-    return { wgsl: b.build([threads], fmaBody(cfg, t, ops, threads)), bindings: [...b.bindings], workgroups, entryPoint: "main" };
+    return { wgsl: b.build([threads], fmaBody(cfg, t, ops, threads, la, lb)), bindings: [...b.bindings], workgroups, entryPoint: "main" };
   }
   const threads = t.sgRows * t.sgCols * t.subgroupSize;
   b.enable("subgroups").enable("chromium_experimental_subgroup_matrix");
-  b.workgroupArray("sh_a", "f16", t.bk * t.bm).workgroupArray("sh_b", "f16", t.bk * t.bn);
   b.workgroupArray("sh_c", "f32", t.sgRows * t.sgCols * t.mma.M * t.mma.N);
-  b.helper("gemm_sgmm", sgmmHelper(cfg, t, ops, threads));
+  b.helper("gemm_sgmm", sgmmHelper(cfg, t, ops, threads, la, lb));
   const wgsl = b.build([threads], ["gemm_sgmm(lidx, sgid, wid);"], ["@builtin(subgroup_id) sgid: u32"]);
   return { wgsl, bindings: [...b.bindings], workgroups, entryPoint: "main" };
 }

@@ -1,0 +1,321 @@
+// The training loop behind `fogc run`: compile a .fog model, load its data, pick a backend, then
+// batch → train step → JSONL log records, validation, atomic checkpoints, and exact resume (the same
+// losses as an uninterrupted run), with a progress line on stderr.
+import { appendFileSync, existsSync, mkdirSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { Diagnostic } from "../grammar/diagnostics.js";
+import type { PrecisionMode } from "../compiler/model.js";
+import { compile, type Program } from "../compiler/pipeline.js";
+import type { SourceFile } from "../compiler/resolve.js";
+import {
+  checkpointPath,
+  type ExpectedModel,
+  latestCheckpoint,
+  paramShapes,
+  paramShapesHash,
+  readCheckpoint,
+  removeStaleTemps,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import { CpuExecutor } from "./cpu-executor.js";
+import { BatchSampler, loadDataset, validationBatches } from "./data.js";
+import { type Executor, type ExecutorInit, type GpuExecutorModule, zeroMoments } from "./executor.js";
+import { initParams } from "./init.js";
+import { learningRate } from "./optimizer.js";
+
+/** A user-facing failure of `run`/`generate` (bad file, bad option, diverged run): message, exit 1. */
+export class RunError extends Error {
+  override readonly name = "RunError";
+  constructor(
+    message: string,
+    /** Compile diagnostics, when the .fog file did not compile. */
+    readonly diagnostics: Diagnostic[] = [],
+    readonly files: Map<string, SourceFile> = new Map(),
+  ) {
+    super(message);
+  }
+}
+
+export type BackendChoice = "auto" | "cpu" | "webgpu";
+
+/** Where progress goes: a writable with an optional TTY flag (process.stderr by default). */
+export interface ProgressStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+}
+
+export interface TrainOptions {
+  /** The .fog file. */
+  file: string;
+  /** Model to train (default: the file's last model). */
+  model?: string;
+  /** Replaces the recipe's mode everywhere (`--precision`). */
+  precision?: PrecisionMode;
+  /** Total optimizer steps (default: the train section's). */
+  steps?: number;
+  seed?: number;
+  backend?: BackendChoice;
+  /** JSONL file to append one record per log step to. */
+  log?: string;
+  /** Directory for checkpoints (`step-NNNNNNNN.safetensors`). */
+  checkpoint?: string;
+  /** Steps between checkpoints (default: the train section's eval_every); one is always written at the end. */
+  checkpointEvery?: number;
+  /** Continue from the newest checkpoint in `checkpoint`. */
+  resume?: boolean;
+  /** Progress line and notices; null silences them. Default process.stderr. */
+  progress?: ProgressStream | null;
+  /** Called with every log record. */
+  onLog?: (record: LogRecord) => void;
+}
+
+/** One line of the JSONL log. */
+export interface LogRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  tokens_per_s: number;
+  val_loss?: number;
+  /** Probe name → kurtosis; filled in by the probe pass's runtime (empty until then). */
+  kurtosis: Record<string, number>;
+}
+
+export interface TrainResult {
+  model: string;
+  backend: Executor["backend"];
+  /** The step the run started from (0, or the resumed checkpoint's). */
+  startStep: number;
+  /** The step it ended at (the total). */
+  steps: number;
+  /** Training loss of each step run by this call: losses[i] is step startStep + i + 1. */
+  losses: number[];
+  /** Validation loss at the last evaluation, if any ran. */
+  valLoss?: number;
+  /** The last checkpoint written. */
+  checkpoint?: string;
+  /** Training throughput over this call (tokens per second of train-step time). */
+  tokensPerSecond: number;
+  seconds: number;
+}
+
+/** Compiles the file for training, turning diagnostics into a RunError. */
+export function compileForRun(file: string, options: { model?: string; precision?: PrecisionMode; batch?: number }): Program {
+  if (!existsSync(file)) throw new RunError(`no such file: ${file}`);
+  const r = compile(file, {
+    ...(options.model ? { model: options.model } : {}),
+    ...(options.precision ? { precision: options.precision } : {}),
+    ...(options.batch ? { batch: options.batch } : {}),
+  });
+  const errors = r.diagnostics.filter((d) => d.severity === "error").length;
+  if (!r.program || errors) throw new RunError(`${file} does not compile (${errors} error${errors === 1 ? "" : "s"})`, r.diagnostics, r.files);
+  return r.program;
+}
+
+async function loadGpuModule(): Promise<GpuExecutorModule | undefined> {
+  // A computed specifier: the GPU executor is optional and may not exist in this build.
+  const specifier = "./gpu-executor.js";
+  let mod: Partial<GpuExecutorModule>;
+  try {
+    mod = (await import(specifier)) as Partial<GpuExecutorModule>;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if ((err.code === "ERR_MODULE_NOT_FOUND" || /Cannot find module|Failed to load url|does not exist/i.test(err.message)) && err.message.includes("gpu-executor")) return undefined;
+    throw e;
+  }
+  if (typeof mod.createGpuExecutor !== "function" || typeof mod.hasAdapter !== "function") {
+    throw new RunError("runtime/gpu-executor does not export createGpuExecutor(init) and hasAdapter() (the contract in runtime/executor.ts)");
+  }
+  return mod as GpuExecutorModule;
+}
+
+/** Builds the executor for a backend choice; `auto` falls back to the CPU with a one-line notice. */
+export async function createExecutor(choice: BackendChoice, init: ExecutorInit, notice: (line: string) => void): Promise<Executor> {
+  if (choice === "cpu") return new CpuExecutor(init);
+  const gpu = await loadGpuModule();
+  if (choice === "webgpu") {
+    if (!gpu) throw new RunError("--backend webgpu: this build of fogc has no WebGPU executor yet (runtime/gpu-executor.ts is missing); use --backend cpu");
+    if (!(await gpu.hasAdapter())) throw new RunError("--backend webgpu: no WebGPU adapter found on this machine; use --backend cpu, or install a Vulkan driver (scripts/ has a lavapipe installer)");
+    return gpu.createGpuExecutor(init);
+  }
+  if (gpu && (await gpu.hasAdapter())) return gpu.createGpuExecutor(init);
+  notice(`fogc: ${gpu ? "no WebGPU adapter found" : "no WebGPU executor in this build"}; training on the CPU reference backend (slow)`);
+  return new CpuExecutor(init);
+}
+
+function fmtDuration(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  return h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
+}
+
+function fmtRate(x: number): string {
+  return x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
+}
+
+function positiveInt(what: string, v: number | undefined, min = 1): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new RunError(`${what} must be an integer ≥ ${min}, got ${v}`);
+}
+
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  positiveInt("--steps", options.steps);
+  positiveInt("--seed", options.seed, 0);
+  positiveInt("--checkpoint-every", options.checkpointEvery);
+  if (options.resume && !options.checkpoint) throw new RunError("--resume needs --checkpoint DIR (the directory the run wrote its checkpoints to)");
+  const out = options.progress === undefined ? process.stderr : options.progress;
+  const notice = (line: string): void => {
+    out?.write(line + "\n");
+  };
+
+  const file = resolve(options.file);
+  const program = compileForRun(file, options);
+  const { model, forward } = program;
+  const spec = { ...model.train, steps: options.steps ?? model.train.steps, seed: options.seed ?? model.train.seed };
+  const total = spec.steps;
+  const precision = options.precision ?? "recipe";
+
+  const data = await loadDataset(spec, dirname(file));
+  const sampler = new BatchSampler(data.train, spec.batch, spec.seqLen, spec.seed);
+  const valBatches = validationBatches(data.val, spec.batch, spec.seqLen, spec.evalBatches);
+
+  const exec = await createExecutor(options.backend ?? "auto", { forward, train: program.train, model }, notice);
+  try {
+    const params = initParams(forward, spec.seed);
+    await exec.loadState({ params, m: zeroMoments(params), v: zeroMoments(params), scales: [], step: 0 });
+    const expected: ExpectedModel = {
+      name: model.name,
+      file,
+      shapesHash: paramShapesHash(forward),
+      shapes: paramShapes(forward),
+      fp8Slots: (await exec.readState()).scales.length,
+    };
+
+    let start = 0;
+    const dir = options.checkpoint ? resolve(options.checkpoint) : undefined;
+    if (dir) {
+      if (existsSync(dir) && !statSync(dir).isDirectory()) throw new RunError(`--checkpoint ${options.checkpoint}: not a directory`);
+      mkdirSync(dir, { recursive: true });
+      removeStaleTemps(dir);
+      const latest = latestCheckpoint(dir);
+      if (options.resume) {
+        if (!latest) notice(`fogc: no checkpoint in ${dir}; starting from step 0`);
+        else {
+          const ckpt = readCheckpoint(latest, expected);
+          await exec.loadState(ckpt.state);
+          sampler.restore(ckpt.meta.sampler);
+          start = ckpt.meta.step;
+          if (ckpt.meta.totalSteps !== total) notice(`fogc: the checkpoint's run had ${ckpt.meta.totalSteps} steps, this one ${total}: the learning-rate schedule differs from the original run`);
+          notice(`fogc: resuming ${model.name} from ${latest} (step ${start})`);
+        }
+      } else if (latest) {
+        throw new RunError(`--checkpoint ${options.checkpoint} already holds checkpoints (newest ${latest}); pass --resume to continue that run, or choose another directory`);
+      }
+    }
+    if (start > total) throw new RunError(`the checkpoint is at step ${start}, beyond this run's ${total} steps; pass a larger --steps`);
+    if (options.log) mkdirSync(dirname(resolve(options.log)), { recursive: true });
+
+    const { optimizer: opt, schedule } = spec;
+    const ckptEvery = options.checkpointEvery ?? spec.evalEvery;
+    const tokensPerStep = spec.batch * spec.seqLen;
+    const tty = out?.isTTY === true;
+    const losses: number[] = [];
+    let valLoss: number | undefined;
+    let lastCheckpoint: string | undefined;
+    let trainSeconds = 0;
+    let windowSeconds = 0;
+    let windowTokens = 0;
+    const began = performance.now();
+
+    const saveCheckpoint = async (step: number): Promise<void> => {
+      if (!dir) return;
+      const state = await exec.readState();
+      const path = checkpointPath(dir, step);
+      writeCheckpoint(path, {
+        meta: {
+          model: model.name,
+          file,
+          shapesHash: expected.shapesHash,
+          step,
+          totalSteps: total,
+          seed: spec.seed,
+          precision,
+          tokenizer: spec.tokenizer,
+          sampler: sampler.state(),
+        },
+        state,
+        shapes: expected.shapes,
+      });
+      lastCheckpoint = path;
+    };
+
+    for (let step = start; step < total; step++) {
+      const t0 = performance.now();
+      const batch = sampler.next();
+      const lr = learningRate(schedule, opt.lr, step, total);
+      const stats = await exec.trainStep(batch, { step: step + 1, lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay, clip: opt.clip });
+      const dt = (performance.now() - t0) / 1000;
+      trainSeconds += dt;
+      windowSeconds += dt;
+      windowTokens += tokensPerStep;
+      losses.push(stats.loss);
+      const done = step + 1;
+      const diverged = !Number.isFinite(stats.loss);
+      const isEval = done % spec.evalEvery === 0 || done === total;
+      const isLog = done % spec.logEvery === 0 || isEval || diverged;
+      let recordVal: number | undefined;
+      if (isEval && !diverged) {
+        let sum = 0;
+        for (const b of valBatches) sum += await exec.evalLoss(b);
+        valLoss = recordVal = sum / valBatches.length;
+      }
+      const rate = windowSeconds > 0 ? windowTokens / windowSeconds : 0;
+      if (isLog) {
+        const record: LogRecord = {
+          step: done,
+          loss: stats.loss,
+          lr,
+          grad_norm: stats.gradNorm,
+          tokens_per_s: rate,
+          ...(recordVal !== undefined ? { val_loss: recordVal } : {}),
+          kurtosis: {},
+        };
+        if (options.log) appendFileSync(options.log, JSON.stringify(record) + "\n");
+        options.onLog?.(record);
+        windowSeconds = 0;
+        windowTokens = 0;
+      }
+      if (out && (tty || isLog)) {
+        const eta = (trainSeconds / (done - start)) * (total - done);
+        const line =
+          `step ${done}/${total}  loss ${stats.loss.toFixed(4)}` +
+          (recordVal !== undefined ? `  val ${recordVal.toFixed(4)}` : "") +
+          `  lr ${lr.toExponential(2)}  ${fmtRate(rate)} tok/s  ETA ${fmtDuration(eta)}`;
+        out.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      }
+      if (diverged) {
+        if (tty) out?.write("\n");
+        throw new RunError(`training diverged: the loss is ${stats.loss} at step ${done} (grad norm ${stats.gradNorm})${lastCheckpoint ? `; the last checkpoint is ${lastCheckpoint}` : ""}`);
+      }
+      if (dir && (done % ckptEvery === 0 || done === total)) await saveCheckpoint(done);
+    }
+    if (tty && out && total > start) out.write("\n");
+    if (dir && start === total && !lastCheckpoint) lastCheckpoint = latestCheckpoint(dir);
+
+    return {
+      model: model.name,
+      backend: exec.backend,
+      startStep: start,
+      steps: total,
+      losses,
+      ...(valLoss !== undefined ? { valLoss } : {}),
+      ...(lastCheckpoint ? { checkpoint: lastCheckpoint } : {}),
+      tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
+      seconds: (performance.now() - began) / 1000,
+    };
+  } finally {
+    exec.dispose();
+  }
+}

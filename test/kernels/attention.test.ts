@@ -1,0 +1,161 @@
+// Fused attention (forward, dQ, dK/dV) on the test device against a naive f64 oracle with the full
+// T×T softmax, causal and not, GQA, partial tiles (seq 7, 9, 19) and the FP8DPA variant.
+// Tolerances: f32 paths 1e-5 relative to the tensor's scale (sums of ≤ 19·16 products in f32).
+// FP8DPA: the oracle decodes the same E4M3/E5M2 inputs with the TS codec and fake-quantises P and
+// dS with it, so the same 1e-5 holds — except that the kernel's P (f32) may sit on the other side of
+// an FP8 rounding midpoint than the oracle's (f64): ~1.6e-5 of elements per quantised tensor, each
+// moving one FP8 step (≤ 2^-3 relative). Up to 2 such elements per tensor may be off by ≤ 2^-2.
+import { describe, expect, it } from "vitest";
+import { type AttentionConfig, attention, attentionTiles } from "../../compiler/kernels/attention.js";
+import { withGpu } from "../helpers/gpu.js";
+import { expectClose, f32, fakeQuant, quantize, rng, run } from "./harness.js";
+
+const TOL = 1e-5;
+const FLIP = { count: 2, rtol: 0.25 };
+const rand = rng(5);
+
+type Fq = (x: number) => number;
+const id: Fq = (x) => x;
+type Arr = ArrayLike<number>;
+
+/** Naive attention and its analytic backward in f64, P and dS fake-quantised by fqP / fqDs. */
+function oracle(q: Arr, k: Arr, v: Arr, dO: Arr, c: AttentionConfig, fqP: Fq = id, fqDs: Fq = id) {
+  const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH, scale } = c;
+  const r = {
+    o: new Float64Array(B * T * H * DH),
+    lse: new Float64Array(B * H * T),
+    delta: new Float64Array(B * H * T),
+    dq: new Float64Array(B * T * H * DH),
+    dk: new Float64Array(B * T * KV * DH),
+    dv: new Float64Array(B * T * KV * DH),
+    amaxP: 0,
+    amaxDs: 0,
+  };
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / (H / KV));
+      const qi = (t: number, d: number): number => (b * T + t) * H * DH + h * DH + d;
+      const ki = (t: number, d: number): number => (b * T + t) * KV * DH + g * DH + d;
+      // The full T×T score matrix for this head.
+      const S = Array.from({ length: T }, (_, i) =>
+        Array.from({ length: T }, (_, j) => {
+          if (c.causal && j > i) return -Infinity;
+          let s = 0;
+          for (let d = 0; d < DH; d++) s += q[qi(i, d)] * k[ki(j, d)];
+          return s * scale;
+        }),
+      );
+      for (let i = 0; i < T; i++) {
+        const m = Math.max(...S[i]);
+        const z = S[i].reduce((a, s) => a + Math.exp(s - m), 0);
+        const P = S[i].map((s) => Math.exp(s - m) / z);
+        r.lse[(b * H + h) * T + i] = m + Math.log(z);
+        for (let j = 0; j < T; j++) {
+          r.amaxP = Math.max(r.amaxP, P[j]);
+          for (let d = 0; d < DH; d++) r.o[qi(i, d)] += fqP(P[j]) * v[ki(j, d)];
+        }
+        let D = 0;
+        for (let d = 0; d < DH; d++) D += dO[qi(i, d)] * r.o[qi(i, d)];
+        r.delta[(b * H + h) * T + i] = D;
+        for (let j = 0; j < T; j++) {
+          let dp = 0;
+          for (let d = 0; d < DH; d++) dp += dO[qi(i, d)] * v[ki(j, d)];
+          const ds = P[j] * (dp - D);
+          r.amaxDs = Math.max(r.amaxDs, Math.abs(ds));
+          for (let d = 0; d < DH; d++) {
+            r.dq[qi(i, d)] += scale * fqDs(ds) * k[ki(j, d)];
+            r.dk[ki(j, d)] += scale * fqDs(ds) * q[qi(i, d)];
+            r.dv[ki(j, d)] += fqP(P[j]) * dO[qi(i, d)];
+          }
+        }
+      }
+    }
+  return r;
+}
+
+type Shape = Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHeads" | "headDim" | "causal" | "tiles">;
+const SHAPES: [string, Shape][] = [
+  ["causal, GQA 4/2, seq 7, head_dim 8, 4×4 tiles", { batch: 2, seqLen: 7, heads: 4, kvHeads: 2, headDim: 8, causal: true, tiles: { br: 4, bc: 4, lanes: 2 } }],
+  ["causal, GQA 4/2, seq 19, head_dim 16, default tiles", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }],
+  ["non-causal, GQA 2/1, seq 9, head_dim 16, 8×4 tiles", { batch: 1, seqLen: 9, heads: 2, kvHeads: 1, headDim: 16, causal: false, tiles: { br: 8, bc: 4, lanes: 4 } }],
+];
+
+describe("attention, f32", () => {
+  for (const [title, shape] of SHAPES) {
+    it(title, () =>
+      withGpu(async (gpu) => {
+        const cfg: AttentionConfig = { ...shape, name: "att", scale: 0.3 };
+        const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
+        const [q, k, v, dO] = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH)];
+        const want = oracle(q, k, v, dO, cfg);
+        const fwd = await run(gpu, attention(cfg, "fwd"), { q, k, v, o: q.byteLength, lse: B * H * T * 4 });
+        const [o, lse] = [f32(fwd.o), f32(fwd.lse)];
+        expectClose(o, want.o, TOL, "O");
+        expectClose(lse, want.lse, TOL, "LSE");
+        const dq = await run(gpu, attention(cfg, "bwd_dq"), { q, k, v, o, dout: dO, lse, delta: lse.byteLength, dq: q.byteLength });
+        expectClose(f32(dq.delta), want.delta, TOL, "D");
+        expectClose(f32(dq.dq), want.dq, TOL, "dQ");
+        const dkv = await run(gpu, attention(cfg, "bwd_dkv"), { q, k, v, dout: dO, lse, delta: f32(dq.delta), dk: k.byteLength, dv: v.byteLength });
+        expectClose(f32(dkv.dk), want.dk, TOL, "dK");
+        expectClose(f32(dkv.dv), want.dv, TOL, "dV");
+      }));
+  }
+});
+
+describe("attention, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS)", () => {
+  // scales buffer: scale_inv of q, k, v, dO (powers of two, as current scaling with pow2 gives),
+  // then the quantisation scales of P (448 = E4M3 max / amax(P) ≤ 1) and dS (not a power of two).
+  const sIn = [64, 32, 128, 4096];
+  const [sP, sDs] = [448, 3000.5];
+  const fp8 = { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 } };
+  const scales = Float32Array.from([...sIn.map((s) => 1 / s), sP, sDs]);
+  for (const [title, shape] of SHAPES.slice(0, 2)) {
+    it(title, () =>
+      withGpu(async (gpu) => {
+        const cfg: AttentionConfig = { ...shape, name: "att8", scale: 0.3, fp8 };
+        const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
+        const q = quantize(rand(B * T * H * DH), "e4m3", sIn[0]);
+        const k = quantize(rand(B * T * KV * DH), "e4m3", sIn[1]);
+        const v = quantize(rand(B * T * KV * DH), "e4m3", sIn[2]);
+        const dO = quantize(rand(B * T * H * DH, -0.01, 0.01), "e5m2", sIn[3]);
+        const want = oracle(q.deq, k.deq, v.deq, dO.deq, cfg, fakeQuant("e4m3", sP), fakeQuant("e5m2", sDs));
+        const plain = oracle(q.deq, k.deq, v.deq, dO.deq, cfg);
+        const words = { q: q.words, k: k.words, v: v.words, scales };
+        const nq = B * T * H * DH * 4;
+        const nk = B * T * KV * DH * 4;
+        const fwd = await run(gpu, attention(cfg, "fwd"), { ...words, o: nq, lse: B * H * T * 4, amax: 8 });
+        const [o, lse] = [f32(fwd.o), f32(fwd.lse)];
+        expectClose(o, want.o, TOL, "O", FLIP);
+        expectClose(lse, want.lse, TOL, "LSE");
+        expectClose([f32(fwd.amax)[0]], [want.amaxP], TOL, "amax P");
+        const dq = await run(gpu, attention(cfg, "bwd_dq"), { ...words, o, dout: dO.words, lse, delta: lse.byteLength, dq: nq });
+        expectClose(f32(dq.dq), want.dq, TOL, "dQ", FLIP);
+        const dkv = await run(gpu, attention(cfg, "bwd_dkv"), { ...words, dout: dO.words, lse, delta: f32(dq.delta), dk: nk, dv: nk, amax: 8 });
+        expectClose(f32(dkv.dk), want.dk, TOL, "dK", FLIP);
+        expectClose(f32(dkv.dv), want.dv, TOL, "dV", FLIP);
+        expectClose([f32(dkv.amax)[1]], [want.amaxDs], TOL, "amax dS");
+        // The fake quantisation is visible: the unquantised oracle is far outside the tolerance.
+        for (const key of ["o", "dq", "dk", "dv"] as const) {
+          const diff = Math.max(...want[key].map((x, i) => Math.abs(x - plain[key][i])));
+          expect(diff, key).toBeGreaterThan(100 * TOL * Math.max(...want[key].map(Math.abs)));
+        }
+      }));
+  }
+});
+
+describe("attention tiles", () => {
+  const cfg: AttentionConfig = { name: "t", batch: 8, seqLen: 1024, heads: 12, kvHeads: 12, headDim: 128, scale: 0.125, causal: true };
+  it("picks the largest tiles that fit the workgroup-memory budget, per pass", () => {
+    for (const pass of ["fwd", "bwd_dq", "bwd_dkv"] as const) {
+      for (const bytes of [16384, 32768, 49152]) {
+        const t = attentionTiles({ ...cfg, maxSharedBytes: bytes }, pass);
+        expect(t.br * t.bc).toBeGreaterThanOrEqual(32);
+        expect(() => attention({ ...cfg, maxSharedBytes: bytes }, pass)).not.toThrow();
+      }
+    }
+  });
+  it("rejects tiles over the budget and bad lane counts", () => {
+    expect(() => attention({ ...cfg, tiles: { br: 64, bc: 64, lanes: 4 } }, "fwd")).toThrow(/workgroup memory/);
+    expect(() => attention({ ...cfg, tiles: { br: 8, bc: 8, lanes: 3 } }, "fwd")).toThrow(/bad tiles/);
+  });
+});
