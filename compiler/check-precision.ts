@@ -123,6 +123,7 @@ function readScaling(v: Value, diags: Diagnostic[]): Scaling | undefined {
     out = { kind, activationBlock: block(f, "activations", [1, 128], diags), weightBlock: block(f, "weights", [128, 128], diags), pow2: f.bool("pow2", true) };
   } else {
     diags.push(error(v.span, `'scaling' must be delayed(...), current(...) or blockwise(...); found ${describe(v)}`, kind ? hint(kind, ["delayed", "current", "blockwise"]) : undefined));
+    return undefined; // its arguments cannot be judged against an unknown recipe
   }
   f.done();
   return out;
@@ -223,6 +224,19 @@ function validate(recipe: Recipe, src: RecipeSource): void {
   for (const { rule, span } of rules) {
     if (rule.scaling?.kind === "blockwise" && rule.mode === "fp8dpa")
       diags.push(error(span, "blockwise scaling cannot be combined with fp8dpa: FP8 attention needs one scale per tensor (use delayed or current scaling, or mode = fp8)"));
+  }
+  // The fused attention runs Q·Kᵀ and P·V in one kernel: both GEMMs must agree on FP8 or not.
+  for (const c of src.components) {
+    if (c.kind !== "attention") continue;
+    for (let l = 0; l < src.layers; l++) {
+      const qk = ruleFor(recipe, l, c.name, "qk");
+      const pv = ruleFor(recipe, l, c.name, "pv");
+      if (isFp8(qk, "qk") !== isFp8(pv, "pv")) {
+        const o = recipe.overrides.find((x) => x.component === c.name && (x.gemm === "qk" || x.gemm === "pv"));
+        diags.push(error(o?.span ?? recipe.span, `${c.name}.qk and ${c.name}.pv must both be FP8 or both not (layer ${l}): the fused attention computes them in one kernel`));
+        break;
+      }
+    }
   }
   // Two overrides of the same specificity that overlap must not disagree on a key.
   const os = recipe.overrides;

@@ -65,7 +65,7 @@ export function check(entry: string, options: CheckOptions = {}): CheckResult {
       return fallback ?? NaN;
     }
     const v = scope.lookup(key, a.keySpan);
-    if (v === undefined) return NaN;
+    if (v === undefined || Number.isNaN(v)) return NaN; // its error is already reported
     return checkNum({ kind: "num", value: v, span: a.value.span }, key, { int: key !== "init_std", ...opts }, diags) ?? NaN;
   };
   const vocab = size("vocab", undefined, { min: 2 });
@@ -77,11 +77,12 @@ export function check(entry: string, options: CheckOptions = {}): CheckResult {
   let headDim = NaN;
   const headDimAttr = attrs.find((x) => x.key === "head_dim");
   if (headDimAttr) headDim = size("head_dim", undefined);
+  else if (Number.isNaN(width) || Number.isNaN(heads)) headDim = NaN;
   else if (width % heads !== 0) {
     const a = attrs.find((x) => x.key === "heads");
     diags.push(error(a?.value.span ?? decl.nameSpan, `width ${width} is not divisible by heads ${heads}`, ["set head_dim explicitly, or choose heads dividing width"]));
   } else headDim = width / heads;
-  if (heads % kvHeads !== 0) {
+  if (!Number.isNaN(heads) && !Number.isNaN(kvHeads) && heads % kvHeads !== 0) {
     const a = attrs.find((x) => x.key === "kv_heads");
     diags.push(error(a?.value.span ?? decl.nameSpan, `heads ${heads} is not a multiple of kv_heads ${kvHeads}`));
   }

@@ -68,7 +68,18 @@ export interface OpAttrs {
   rmsnorm: { eps: number; group: number };
   layernorm: { eps: number; group: number };
   rope: { headDim: number; seqLen: number; base: number; scaling?: RopeScaling; inverse: boolean };
-  attention: { heads: number; kvHeads: number; headDim: number; seqLen: number; scale: number; causal: boolean; site?: GemmSite };
+  /** `fp8` (FP8DPA): scale slots through which P (E4M3) and dS = P⊙(dP − D) (E5M2) are fake-quantised
+   *  inside the fused attention, before P·V, Pᵀ·dO and dS·K, dSᵀ·Q (papers.md §3.2). */
+  attention: {
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    seqLen: number;
+    scale: number;
+    causal: boolean;
+    site?: GemmSite;
+    fp8?: { p: number; ds: number };
+  };
   xielu: { beta: number; eps: number };
   glu: { act: "silu" | "gelu" };
   row_absmax: { cols: number };

@@ -75,18 +75,37 @@ export function applyPrecision(g: Graph, model: CheckedModel): Graph {
     });
   };
 
+  /** FP8DPA: the slots of P and dS inside one attention (shared by its forward and backward nodes). */
+  const attnSlots = (site: GemmSite, name: string): { p: number; ds: number } | undefined => {
+    const rule = ruleFor(model.precision, site.layer, site.component, "pv");
+    if (!isFp8(rule, "pv")) return undefined;
+    const slot = (suffix: string, format: Fp8Format, role: OperandRole): number => {
+      const key = `${name}.${suffix}`;
+      const hit = slotOf.get(key);
+      if (hit !== undefined) return hit;
+      const sid = b.scaleSlots.length;
+      b.scaleSlots.push({ id: sid, name: key, format, scaling: rule.scaling, saturate: rule.saturate, role });
+      slotOf.set(key, sid);
+      return sid;
+    };
+    return { p: slot("P", rule.activations, "activation"), ds: slot("dS", rule.gradients, "gradient") };
+  };
+
   for (const n of g.nodes) {
     let inputs = n.inputs.map(id);
+    let attrs = n.attrs;
     if (n.op === "matmul" && n.attrs.gemm && n.attrs.site) {
       inputs = operands(n, n.attrs.gemm, n.attrs.site, rolesOf(n as Node & { op: "matmul" }));
     } else if ((n.op === "attention" || n.op === "attention_grad") && n.attrs.site) {
       // Q, K, V (and dO in the backward) are the attention GEMMs' external operands.
       const roles: OperandRole[] = n.op === "attention" ? ["activation", "activation", "activation"] : ["activation", "activation", "activation", "gradient"];
       inputs = operands(n, "qk", n.attrs.site, roles);
+      const fp8 = attnSlots(n.attrs.site, n.name.replace(/\.grad_[qkv]$/, ""));
+      if (fp8) attrs = { ...n.attrs, fp8 };
     }
     b.role = n.role;
     b.span = n.span;
-    const copy = { ...n, id: b.nodes.length, inputs } as Node;
+    const copy = { ...n, id: b.nodes.length, inputs, attrs } as Node;
     b.nodes.push(copy);
     remap.set(n.id, copy.id);
   }

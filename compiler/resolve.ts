@@ -31,6 +31,8 @@ export interface ResolveOptions {
   readFile?: (path: string) => string;
   /** Which model of the entry file to compile; defaults to its last model. */
   model?: string;
+  /** Parsed files by path and text, reused across calls (fuzzing checks thousands of variants). */
+  parseCache?: Map<string, ReturnType<typeof parseFog>>;
 }
 
 export function resolve(entry: string, options: ResolveOptions = {}): Resolved {
@@ -51,7 +53,10 @@ export function resolve(entry: string, options: ResolveOptions = {}): Resolved {
       diagnostics.push(error(from ?? fileStartSpan(path), `cannot read '${path}': ${why}`));
       return undefined;
     }
-    const { ast, diagnostics: parseDiags } = parseFog(text, path);
+    const cacheKey = `${path}\0${text}`;
+    const parsed = options.parseCache?.get(cacheKey) ?? parseFog(text, path);
+    options.parseCache?.set(cacheKey, parsed);
+    const { ast, diagnostics: parseDiags } = parsed;
     const file: SourceFile = { path, text, ast };
     files.set(path, file);
     diagnostics.push(...parseDiags);

@@ -77,7 +77,8 @@ export function evaluate(expr: Expr, scope: Scope, diags: Diagnostic[]): Value |
     case "binary": {
       const a = number(expr.left, scope, diags);
       const b = number(expr.right, scope, diags);
-      if (a === undefined || b === undefined) return undefined;
+      // NaN comes from a property whose error is already reported: say nothing more.
+      if (a === undefined || b === undefined || Number.isNaN(a) || Number.isNaN(b)) return undefined;
       const value =
         expr.op === "+" ? a + b : expr.op === "-" ? a - b : expr.op === "*" ? a * b : expr.op === "/" ? a / b : a ** b;
       if (!Number.isFinite(value)) {

@@ -212,36 +212,68 @@ function forEachSoftmaxRow(
   }
 }
 
-/** O = softmax(scale·q·kᵀ + causal mask)·v per (sequence, head); GQA head h reads kv head ⌊h/(H/KV)⌋. */
-export function attention(q: Arr, k: Arr, v: Arr, a: AttnAttrs): F64 {
+/** Fake quantisation of P and dS in FP8DPA (identity otherwise). */
+export interface AttnQuant {
+  p: (x: number) => number;
+  ds: (x: number) => number;
+}
+
+const NO_QUANT: AttnQuant = { p: (x) => x, ds: (x) => x };
+
+/** O = softmax(scale·q·kᵀ + causal mask)·fq(P)·v per (sequence, head); GQA head h reads kv head ⌊h/(H/KV)⌋. */
+export function attention(q: Arr, k: Arr, v: Arr, a: AttnAttrs, fq: AttnQuant = NO_QUANT): F64 {
   const o = new Float64Array(q.length);
   forEachSoftmaxRow(q, k, a, (qo, ko, p) => {
-    for (let j = 0; j < p.length; j++) for (let d = 0; d < a.headDim; d++) o[qo + d] += p[j] * v[ko(j) + d];
+    for (let j = 0; j < p.length; j++) {
+      const pj = fq.p(p[j]);
+      for (let d = 0; d < a.headDim; d++) o[qo + d] += pj * v[ko(j) + d];
+    }
   });
   return o;
 }
 
-/** papers.md §3.2: dV = Pᵀ·dO; dP = dO·Vᵀ; D = rowsum(P⊙dP); dS = P⊙(dP − D); dQ = τ·dS·K; dK = τ·dSᵀ·Q. */
-export function attentionGrad(q: Arr, k: Arr, v: Arr, dO: Arr, a: AttnAttrs & { wrt: "q" | "k" | "v" }): F64 {
+/** For one softmax row: dP_j = dO·v_j, D = Σ fq(P)_j·dP_j (= rowsum(dO⊙O)), dS_j = P_j·(dP_j − D). */
+function rowDs(p: F64, qo: number, ko: (j: number) => number, v: Arr, dO: Arr, hd: number, fq: AttnQuant): F64 {
+  const dS = p.map((_, j) => {
+    let dp = 0;
+    for (let d = 0; d < hd; d++) dp += dO[qo + d] * v[ko(j) + d];
+    return dp;
+  });
+  let D = 0;
+  for (let j = 0; j < p.length; j++) D += fq.p(p[j]) * dS[j];
+  for (let j = 0; j < p.length; j++) dS[j] = p[j] * (dS[j] - D);
+  return dS;
+}
+
+/** max P and max |dS| over the whole attention, for the FP8DPA scale slots of P and dS. */
+export function attentionAmax(q: Arr, k: Arr, v: Arr, dO: Arr | undefined, a: AttnAttrs): { p: number; ds: number } {
+  let p = 0;
+  let ds = 0;
+  forEachSoftmaxRow(q, k, a, (qo, ko, row) => {
+    for (const x of row) p = Math.max(p, x);
+    if (dO) for (const x of rowDs(row, qo, ko, v, dO, a.headDim, NO_QUANT)) ds = Math.max(ds, Math.abs(x));
+  });
+  return { p, ds };
+}
+
+/** papers.md §3.2: dV = fq(P)ᵀ·dO; dP = dO·Vᵀ; D = rowsum(dO⊙O); dS = P⊙(dP − D); dQ = τ·fq(dS)·K; dK = τ·fq(dS)ᵀ·Q. */
+export function attentionGrad(q: Arr, k: Arr, v: Arr, dO: Arr, a: AttnAttrs & { wrt: "q" | "k" | "v" }, fq: AttnQuant = NO_QUANT): F64 {
   const hd = a.headDim;
   const out = new Float64Array(a.wrt === "q" ? q.length : k.length);
   forEachSoftmaxRow(q, k, a, (qo, ko, p) => {
     if (a.wrt === "v") {
-      for (let j = 0; j < p.length; j++) for (let d = 0; d < hd; d++) out[ko(j) + d] += p[j] * dO[qo + d];
+      for (let j = 0; j < p.length; j++) {
+        const pj = fq.p(p[j]);
+        for (let d = 0; d < hd; d++) out[ko(j) + d] += pj * dO[qo + d];
+      }
       return;
     }
-    const dS = p.map((_, j) => {
-      let dp = 0;
-      for (let d = 0; d < hd; d++) dp += dO[qo + d] * v[ko(j) + d];
-      return dp;
-    });
-    let D = 0;
-    for (let j = 0; j < p.length; j++) D += p[j] * dS[j];
-    for (let j = 0; j < p.length; j++) dS[j] = p[j] * (dS[j] - D) * a.scale;
+    const dS = rowDs(p, qo, ko, v, dO, hd, fq);
     for (let j = 0; j < p.length; j++) {
+      const g = a.scale * fq.ds(dS[j]);
       for (let d = 0; d < hd; d++) {
-        if (a.wrt === "q") out[qo + d] += dS[j] * k[ko(j) + d];
-        else out[ko(j) + d] += dS[j] * q[qo + d];
+        if (a.wrt === "q") out[qo + d] += g * k[ko(j) + d];
+        else out[ko(j) + d] += g * q[qo + d];
       }
     }
   });

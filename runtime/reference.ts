@@ -1,7 +1,7 @@
 // CPU reference interpreter of the graph IR: runs a graph's nodes in order, one kernel per op kind
 // (an exhaustive table), in f64 or rounding each result to f32. It is the oracle that every GPU
 // kernel and whole training steps are tested against, and the ground truth for autodiff tests.
-import type { Graph, NodeOf, OpKind } from "../compiler/ir.js";
+import type { Graph, NodeOf, OpAttrs, OpKind } from "../compiler/ir.js";
 import { numel } from "../compiler/ir.js";
 import { decodeOne, encodeOne, FP8_FORMATS, roundToBF16 } from "./fp8.js";
 import * as ops from "./reference-ops.js";
@@ -97,6 +97,22 @@ const quantize: Kernel<"quantize"> = ([x], n, ctx) => {
   });
 };
 
+/**
+ * FP8DPA: P and dS are fake-quantised through their slots. Their amax is measured over the whole
+ * attention first (a current-scaling slot needs it before the cast; a delayed one records it).
+ */
+function attentionQuant(q: Tensor, k: Tensor, v: Tensor, dO: Tensor | undefined, a: OpAttrs["attention"], ctx: Context): ops.AttnQuant | undefined {
+  if (!a.fp8) return undefined;
+  const amax = ops.attentionAmax(q.data, k.data, v.data, dO?.data, a);
+  const through = (slotId: number, m: number): ((x: number) => number) => {
+    const slot = ctx.graph.scaleSlots[slotId];
+    const spec = FP8_FORMATS[slot.format];
+    const s = scaleAt(ctx.scales.cast(slot.id, Float64Array.of(m), [1]), 0);
+    return (x) => decodeOne(encodeOne(x * s, spec, slot.saturate), spec) / s;
+  };
+  return { p: through(a.fp8.p, amax.p), ds: dO ? through(a.fp8.ds, amax.ds) : (x) => x };
+}
+
 /** One kernel per op kind; the key set doubles as the runtime list of op kinds the reference runs. */
 export const REFERENCE_KERNELS = {
   param: (_, n, ctx) => fromFeed(`param %${n.id} "${n.name}"`, ctx.feeds.params.get(n.id), n.shape),
@@ -141,7 +157,7 @@ export const REFERENCE_KERNELS = {
   rmsnorm: ([x, gain], n) => ops.rmsnorm(x.data, gain?.data, n.attrs.eps, n.attrs.group),
   layernorm: ([x, gain, bias], n) => ops.layernorm(x.data, gain?.data, bias?.data, n.attrs.eps, n.attrs.group),
   rope: ([x], n) => ops.rope(x.data, last(x.shape), n.attrs),
-  attention: ([q, k, v], n) => ops.attention(q.data, k.data, v.data, n.attrs),
+  attention: ([q, k, v], n, ctx) => ops.attention(q.data, k.data, v.data, n.attrs, attentionQuant(q, k, v, undefined, n.attrs, ctx)),
   xielu: ([x, rp, rn], n) => ops.xielu(x.data, rp.data[0], rn.data[0], n.attrs.beta, n.attrs.eps),
   glu: ([x], n) => ops.glu(x.data, last(x.shape), n.attrs.act),
   row_absmax: ([x], n) => {
@@ -168,7 +184,8 @@ export const REFERENCE_KERNELS = {
   rmsnorm_grad: ([x, dy, gain], n) => ops.rmsnormGrad(x.data, dy.data, gain?.data, n.attrs.eps, n.attrs.group, n.attrs.wrt),
   layernorm_grad: ([x, dy, gain], n) =>
     ops.layernormGrad(x.data, dy.data, gain?.data, n.attrs.eps, n.attrs.group, n.attrs.wrt),
-  attention_grad: ([q, k, v, dO], n) => ops.attentionGrad(q.data, k.data, v.data, dO.data, n.attrs),
+  attention_grad: ([q, k, v, dO], n, ctx) =>
+    ops.attentionGrad(q.data, k.data, v.data, dO.data, n.attrs, attentionQuant(q, k, v, dO, n.attrs, ctx)),
   xielu_grad: ([x, rp, rn, dy], n) => ops.xieluGrad(x.data, rp.data[0], rn.data[0], dy.data, n.attrs),
   glu_grad: ([x, dy], n) => ops.gluGrad(x.data, dy.data, last(x.shape), n.attrs.act),
   embed_grad: ([ids, dy], n) => {

@@ -19,8 +19,8 @@ export const BASE = `model m {
 }
 `;
 
-/** [name, line number to replace (1-based) or 0 to append a new line before the last '}', new text] */
-export type CheckCase = [string, number, string];
+/** [name, line to replace (1-based; [from, to] for several; 0 appends before the last '}'), new text] */
+export type CheckCase = [string, number | [number, number], string];
 
 export const CHECK_CASES: CheckCase[] = [
   ["unknown property with suggestion", 4, "  widht = 32"],
@@ -36,7 +36,7 @@ export const CHECK_CASES: CheckCase[] = [
   ["unknown section", 0, "  decoder { layers = 2 }"],
   ["unknown component in block", 12, "    h = h + atn(rmsnorm(h))"],
   ["unknown tensor in block", 12, "    h = x + attn(rmsnorm(h))"],
-  ["block never assigns h", 13, "    y = h + ffn(rmsnorm(h))"],
+  ["block never assigns h", [12, 13], "    y = h + attn(rmsnorm(h))"],
   ["unknown precision mode", 15, "  precision = fp16"],
   ["unknown scaling", 15, "  precision { mode = fp8  scaling = delayd(history = 16) }"],
   ["blockwise with fp8dpa", 15, "  precision { mode = fp8dpa  scaling = blockwise }"],
@@ -62,6 +62,7 @@ export function applyCase(c: CheckCase): string {
   const lines = BASE.split("\n");
   const [, line, text] = c;
   if (line === 0) lines.splice(lines.lastIndexOf("}"), 0, text);
+  else if (Array.isArray(line)) lines.splice(line[0] - 1, line[1] - line[0] + 1, text);
   else lines[line - 1] = text;
   return lines.join("\n");
 }
