@@ -1,5 +1,6 @@
 // Prints graph IR as stable text, one node per line, for `fogc compile`, golden tests and
 // humans: `%7 = matmul(%5, %6) [64,192] f32 {transB} "b0.attn.qkv"  @ fog 23:5`.
+import { basename } from "node:path";
 import type { Graph, Init, Node, Scaling, ScaleSlot } from "./ir.js";
 
 function fmtNum(x: number): string {
@@ -51,7 +52,7 @@ function fmtAttrs(n: Node): string {
 
 export function printNode(n: Node): string {
   const args = n.inputs.length ? `(${n.inputs.map((i) => `%${i}`).join(", ")})` : "";
-  const where = n.span ? `  @ ${n.span.line}:${n.span.col}` : "";
+  const where = n.span ? `  @ ${basename(n.span.file)}:${n.span.line}:${n.span.col}` : "";
   return `%${n.id} = ${n.op}${args} [${n.shape.join(",")}] ${n.dtype}${fmtAttrs(n)} "${n.name}"${where}`;
 }
 

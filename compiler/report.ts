@@ -81,7 +81,7 @@ export function formatSummary(m: CheckedModel, s: ModelStats): string {
     `  sizes       vocab ${m.vocab}, context ${m.context}, width ${m.width}, layers ${m.layers}, heads ${m.heads} (kv ${m.kvHeads}), head_dim ${m.headDim}, mlp ${m.mlpWidth}`,
     `  parameters  ${fmtCount(s.params)} (${s.params}); non-embedding ${fmtCount(s.nonEmbeddingParams)}`,
     `  FLOPs/token ${fmtCount(s.forwardFlopsPerToken)} forward, ${fmtCount(s.trainFlopsPerToken)} training (seq ${t.seqLen})`,
-    `  memory      weights+grads ${fmtBytes(s.memory.paramsBytes)}, AdamW state ${fmtBytes(s.memory.optimizerBytes)}, activations ≈ ${fmtBytes(s.memory.activationBytes)} (batch ${t.batch} × ${t.seqLen}, before FP8 storage and reuse)`,
+    `  memory      weights+grads ${fmtBytes(s.memory.paramsBytes)}, AdamW state ${fmtBytes(s.memory.optimizerBytes)}, activations ≈ ${fmtBytes(s.memory.activationBytes / t.batch)} per sequence of ${t.seqLen} (× batch ${t.batch}; f32, before FP8 storage and buffer reuse)`,
     `  precision   ${m.precision.name} (base mode ${m.precision.base.mode})`,
   ];
   const table = precisionTable(m);
