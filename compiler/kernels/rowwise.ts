@@ -253,14 +253,15 @@ export function crossEntropyGrad(cfg: RowShape & { out?: OutCast }): KernelSourc
   });
 }
 
-/** y[row] = max |x[row, :]|. Bindings: x, y. */
-export function rowAbsmax(cfg: RowShape): KernelSource {
+/** y[row] = max |x[row, :cols]| (`cols` defaults to the whole row: the IR's row_absmax attr). Bindings: x, y. */
+export function rowAbsmax(cfg: RowShape & { cols?: number }): KernelSource {
+  const v = cfg.cols !== undefined && cfg.cols < cfg.width ? `select(0.0, abs(x_r[slot]), col < ${cfg.cols}u)` : "abs(x_r[slot])";
   return rowKernel({
     shape: cfg,
     rowInputs: ["x"],
     declare: (b) => {
       b.bind("y", "f32", "read_write");
     },
-    row: (c) => [...c.red("m", "max", "abs(x_r[slot])"), `if (lidx == 0u) { y[row] = m; }`],
+    row: (c) => [...c.red("m", "max", v), `if (lidx == 0u) { y[row] = m; }`],
   });
 }

@@ -1,0 +1,317 @@
+// The WebGPU backend: plans the training graph once (runtime/gpu-plan.ts), keeps parameters, AdamW
+// moments and FP8 scale state on the GPU, and runs each step as ONE command buffer (forward,
+// backward, grad norm, clip, AdamW, scale update), reading back only the loss and the grad norm.
+import type { Graph } from "../compiler/ir.js";
+import { numel, paramNodes } from "../compiler/ir.js";
+import { pruneGraph } from "./cpu-executor.js";
+import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
+import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
+import { type BuiltPlan, buildPlan, type GraphPlan, KEYS, PipelineCache, type PlanOptions, planGraph, planTrainStep } from "./gpu-plan.js";
+import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
+import type { AdamWStep } from "./optimizer.js";
+import type { ScaleSlotSnapshot } from "./scale-state.js";
+
+/** True when Dawn finds a WebGPU adapter (lavapipe counts). */
+export async function hasAdapter(): Promise<boolean> {
+  return hasWebGpuAdapter();
+}
+
+/** Options beyond the Executor contract: a device and a pipeline cache to share (tests, benchmarks). */
+export interface GpuExecutorOptions {
+  gpu?: Gpu;
+  pipelines?: PipelineCache;
+}
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Scale state buffers: per slot an f32 scale and a u32 ring head; all amax rings as f32 bits. */
+interface StateBuffers {
+  scales: GPUBuffer;
+  heads: GPUBuffer;
+  hist: GPUBuffer;
+}
+
+/** A plan for one kind of command buffer, with its own copy of the scale state if it must not touch training's. */
+interface Program {
+  plan: GraphPlan;
+  built: BuiltPlan;
+  /** Eval/sampling programs cast with a copy of the training scale state, made at the start of each run. */
+  stateCopy?: StateBuffers;
+}
+
+export class GpuExecutor implements Executor {
+  readonly backend = "webgpu" as const;
+  private step = 0;
+  private disposed = false;
+
+  private constructor(
+    readonly gpu: Gpu,
+    private readonly ownsGpu: boolean,
+    private readonly graph: Graph,
+    private readonly order: string[],
+    private readonly externals: Map<string, GPUBuffer>,
+    private readonly state: StateBuffers,
+    private readonly train: Program,
+    private readonly loss: Program,
+    private readonly logits: Program,
+    private readonly readback: GPUBuffer,
+    private readonly vocab: number,
+  ) {}
+
+  /** Plans and builds everything a run needs: buffers, pipelines (compiled once) and bind groups. */
+  static async create(init: ExecutorInit, options: GpuExecutorOptions = {}): Promise<GpuExecutor> {
+    const gpu = options.gpu ?? (await openGpu());
+    const owns = !options.gpu;
+    try {
+      return await GpuExecutor.build(gpu, owns, init.train, options.pipelines ?? new PipelineCache(gpu));
+    } catch (e) {
+      if (owns) gpu.destroy();
+      throw e;
+    }
+  }
+
+  private static async build(gpu: Gpu, owns: boolean, g: Graph, cache: PipelineCache): Promise<GpuExecutor> {
+    const { device } = gpu;
+    const opts: PlanOptions = {
+      maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize,
+      maxBindingBytes: device.limits.maxStorageBufferBindingSize,
+      offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+    };
+    const trainPlan = planTrainStep(g, opts);
+    const lossPlan = planGraph(pruneGraph(g, ["loss"]), ["loss"], opts);
+    const logitsPlan = planGraph(pruneGraph(g, ["logits"]), ["logits"], opts);
+    const order = paramNodes(g).map((p) => p.name);
+    const M = g.batch * g.seqLen;
+    const nSlots = g.scaleSlots.length;
+
+    const made: GPUBuffer[] = [];
+    const buf = (bytes: number, label: string, usage = STORAGE): GPUBuffer => {
+      const b = device.createBuffer({ size: Math.max(4, Math.ceil(bytes / 4) * 4), usage, label });
+      made.push(b);
+      return b;
+    };
+    try {
+      const externals = new Map<string, GPUBuffer>();
+      const state = await withErrorScope(
+        device,
+        () => {
+          for (const p of paramNodes(g)) {
+            const bytes = numel(p.shape) * 4;
+            for (const key of [KEYS.param(p.name), KEYS.m(p.name), KEYS.v(p.name)]) externals.set(key, buf(bytes, key));
+          }
+          externals.set(KEYS.tokens, buf(M * 4, "tokens"));
+          externals.set(KEYS.targets, buf(M * 4, "targets"));
+          externals.set(KEYS.hyper, buf(HYPER_WORDS * 4, "hyper"));
+          const s = { scales: buf(nSlots * 4, "scales"), heads: buf(nSlots * 4, "heads"), hist: buf(trainPlan.histWords * 4, "amax history") };
+          externals.set(KEYS.scales, s.scales).set(KEYS.heads, s.heads).set(KEYS.hist, s.hist);
+          return s;
+        },
+        "GPU executor: buffers",
+      );
+      const copyOf = (label: string): StateBuffers => ({
+        scales: buf(nSlots * 4, `${label} scales`),
+        heads: buf(nSlots * 4, `${label} heads`),
+        hist: buf(trainPlan.histWords * 4, `${label} amax history`),
+      });
+      const program = async (plan: GraphPlan, label: string, copy: boolean): Promise<Program> => {
+        const stateCopy = copy && nSlots ? copyOf(label) : undefined;
+        const ext = new Map(externals);
+        if (stateCopy) ext.set(KEYS.scales, stateCopy.scales).set(KEYS.heads, stateCopy.heads).set(KEYS.hist, stateCopy.hist);
+        return { plan, built: await buildPlan(gpu, plan, ext, cache, label), ...(stateCopy ? { stateCopy } : {}) };
+      };
+      // Built concurrently: their pipelines compile in parallel and identical kernels are compiled once.
+      const [train, loss, logits] = await Promise.all([program(trainPlan, "train step", false), program(lossPlan, "eval loss", true), program(logitsPlan, "logits", true)]);
+      const logitsNode = g.nodes[g.outputs.logits];
+      const vocab = logitsNode.shape[logitsNode.shape.length - 1];
+      const readback = buf(Math.max(8, g.batch * vocab * 4), "readback", GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const exec = new GpuExecutor(gpu, owns, g, order, externals, state, train, loss, logits, readback, vocab);
+      exec.made.push(...made);
+      await exec.resetScales();
+      return exec;
+    } catch (e) {
+      for (const b of made) b.destroy();
+      throw e;
+    }
+  }
+
+  private readonly made: GPUBuffer[] = [];
+
+  /** Plans' kernel labels and memory (for benchmarks and reports). */
+  get plans(): { train: BuiltPlan; loss: BuiltPlan; logits: BuiltPlan } {
+    return { train: this.train.built, loss: this.loss.built, logits: this.logits.built };
+  }
+
+  private checkTokens(tokens: Int32Array, what: string): void {
+    const want = this.graph.batch * this.graph.seqLen;
+    if (tokens.length !== want) throw new Error(`GpuExecutor.${what}: batch of ${tokens.length} tokens, the graph was lowered for ${this.graph.batch}×${this.graph.seqLen} = ${want}`);
+  }
+
+  private live(): void {
+    if (this.disposed) throw new Error("GpuExecutor: used after dispose()");
+  }
+
+  /** Encodes `p` (after copying the scale state into its private copy), then the readback copies; submits and maps. */
+  private async run(p: Program, copies: [GPUBuffer, number, number][], timestamps?: { querySet: GPUQuerySet; perKernel: boolean; resolve: GPUBuffer }): Promise<ArrayBuffer> {
+    const { device } = this.gpu;
+    const enc = device.createCommandEncoder({ label: "fogc step" });
+    if (p.stateCopy) {
+      for (const k of ["scales", "heads", "hist"] as const) enc.copyBufferToBuffer(this.state[k], 0, p.stateCopy[k], 0, this.state[k].size);
+    }
+    p.built.encode(enc, timestamps);
+    let at = 0;
+    for (const [src, offset, bytes] of copies) {
+      enc.copyBufferToBuffer(src, offset, this.readback, at, bytes);
+      at += bytes;
+    }
+    if (timestamps) enc.resolveQuerySet(timestamps.querySet, 0, timestamps.querySet.count, timestamps.resolve, 0);
+    device.queue.submit([enc.finish()]);
+    await this.readback.mapAsync(GPUMapMode.READ, 0, Math.max(4, at));
+    try {
+      return this.readback.getMappedRange(0, Math.max(4, at)).slice(0);
+    } finally {
+      this.readback.unmap();
+    }
+  }
+
+  private writeBatch(batch: { tokens: Int32Array; targets?: Int32Array }): void {
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.externals.get(KEYS.tokens)!, 0, batch.tokens);
+    if (batch.targets) q.writeBuffer(this.externals.get(KEYS.targets)!, 0, batch.targets);
+  }
+
+  async trainStep(batch: Batch, hyper: AdamWStep, timestamps?: { querySet: GPUQuerySet; perKernel: boolean; resolve: GPUBuffer }): Promise<StepStats> {
+    this.live();
+    this.checkTokens(batch.tokens, "trainStep");
+    if (!(hyper.step >= 1)) throw new Error(`GpuExecutor.trainStep: step must be ≥ 1, got ${hyper.step}`);
+    this.writeBatch(batch);
+    this.gpu.device.queue.writeBuffer(this.externals.get(KEYS.hyper)!, 0, hyperValues(hyper));
+    const { outputs } = this.train.plan;
+    const b = this.train.built;
+    const out = new Float32Array(await this.run(this.train, [[b.buffer(outputs.loss), 0, 4], [b.buffer(outputs.sumsq), 0, 4]], timestamps));
+    this.step = hyper.step;
+    return { loss: out[0], gradNorm: Math.sqrt(out[1]) };
+  }
+
+  async evalLoss(batch: Batch): Promise<number> {
+    this.live();
+    this.checkTokens(batch.tokens, "evalLoss");
+    this.writeBatch(batch);
+    const out = await this.run(this.loss, [[this.loss.built.buffer(this.loss.plan.outputs.loss), 0, 4]]);
+    return new Float32Array(out)[0];
+  }
+
+  async lastLogits(tokens: Int32Array, lengths: readonly number[]): Promise<Float32Array> {
+    this.live();
+    const { batch, seqLen } = this.graph;
+    this.checkTokens(tokens, "lastLogits");
+    if (lengths.length !== batch) throw new Error(`GpuExecutor.lastLogits: ${lengths.length} lengths for a batch of ${batch}`);
+    const V = this.vocab;
+    const logits = this.logits.built.buffer(this.logits.plan.outputs.logits);
+    const copies = lengths.map((len, b): [GPUBuffer, number, number] => {
+      if (!(len >= 1 && len <= seqLen)) throw new Error(`GpuExecutor.lastLogits: length ${len} outside [1, ${seqLen}]`);
+      return [logits, (b * seqLen + len - 1) * V * 4, V * 4];
+    });
+    this.writeBatch({ tokens });
+    return new Float32Array(await this.run(this.logits, copies));
+  }
+
+  /** Copies `buffers` back in one command buffer (checkpoints only: this is not per-step traffic). */
+  private async readAll(buffers: GPUBuffer[]): Promise<ArrayBuffer[]> {
+    const { device } = this.gpu;
+    const total = buffers.reduce((a, b) => a + b.size, 0);
+    const staging = device.createBuffer({ size: Math.max(4, total), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "state readback" });
+    try {
+      const enc = device.createCommandEncoder();
+      let at = 0;
+      for (const b of buffers) {
+        enc.copyBufferToBuffer(b, 0, staging, at, b.size);
+        at += b.size;
+      }
+      device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const all = staging.getMappedRange();
+      at = 0;
+      return buffers.map((b) => {
+        const part = all.slice(at, at + b.size);
+        at += b.size;
+        return part;
+      });
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  async readState(): Promise<TrainState> {
+    this.live();
+    const sizes = paramNodes(this.graph).map((p) => numel(p.shape));
+    const kinds = [KEYS.param, KEYS.m, KEYS.v];
+    const bufs = kinds.flatMap((k) => this.order.map((name) => this.externals.get(k(name))!));
+    const data = await this.readAll([...bufs, this.state.scales, this.state.heads, this.state.hist]);
+    const maps = kinds.map((_, ki) => new Map(this.order.map((name, i) => [name, new Float32Array(data[ki * this.order.length + i], 0, sizes[i])])));
+    const [scales, heads, hist] = data.slice(-3);
+    const sc = new Float32Array(scales);
+    const hd = new Uint32Array(heads);
+    const hs = new Float32Array(hist);
+    const snaps: ScaleSlotSnapshot[] = this.train.plan.rings.map((r, i) => ({ scale: sc[i], history: hs.slice(r.offset, r.offset + r.length), head: hd[i] }));
+    return cloneState({ params: maps[0], m: maps[1], v: maps[2], scales: snaps, step: this.step });
+  }
+
+  /** Every slot at step 0: s = 1, empty histories, heads 0. */
+  private async resetScales(): Promise<void> {
+    const n = this.graph.scaleSlots.length;
+    const q = this.gpu.device.queue;
+    q.writeBuffer(this.state.scales, 0, new Float32Array(Math.max(1, n)).fill(1));
+    q.writeBuffer(this.state.heads, 0, new Uint32Array(Math.max(1, n)));
+    q.writeBuffer(this.state.hist, 0, new Uint32Array(this.state.hist.size / 4));
+    await q.onSubmittedWorkDone();
+  }
+
+  async loadState(s: TrainState): Promise<void> {
+    this.live();
+    const q = this.gpu.device.queue;
+    const params = paramNodes(this.graph);
+    for (const p of params) {
+      const n = numel(p.shape);
+      for (const [what, map] of [["params", s.params], ["m", s.m], ["v", s.v]] as const) {
+        const a = map.get(p.name);
+        if (!a) throw new Error(`GpuExecutor.loadState: ${what} has no "${p.name}"`);
+        if (a.length !== n) throw new Error(`GpuExecutor.loadState: ${what} "${p.name}" has ${a.length} values, shape [${p.shape}] needs ${n}`);
+      }
+    }
+    const rings = this.train.plan.rings;
+    if (s.scales.length && s.scales.length !== rings.length) throw new Error(`GpuExecutor.loadState: ${s.scales.length} scale slots given, the graph has ${rings.length}`);
+    s.scales.forEach((x, i) => {
+      if (x.history.length !== rings[i].length || !(x.head >= 0 && x.head < rings[i].length)) {
+        throw new Error(`GpuExecutor.loadState: slot #${i} "${this.graph.scaleSlots[i].name}" has an amax history of ${rings[i].length} (head ${x.head}, ${x.history.length} given)`);
+      }
+    });
+    for (const p of params) {
+      q.writeBuffer(this.externals.get(KEYS.param(p.name))!, 0, s.params.get(p.name)!);
+      q.writeBuffer(this.externals.get(KEYS.m(p.name))!, 0, s.m.get(p.name)!);
+      q.writeBuffer(this.externals.get(KEYS.v(p.name))!, 0, s.v.get(p.name)!);
+    }
+    if (!s.scales.length) await this.resetScales();
+    else {
+      const hist = new Float32Array(this.state.hist.size / 4);
+      s.scales.forEach((x, i) => hist.set(x.history, rings[i].offset));
+      q.writeBuffer(this.state.scales, 0, Float32Array.from(s.scales, (x) => x.scale));
+      q.writeBuffer(this.state.heads, 0, Uint32Array.from(s.scales, (x) => x.head));
+      q.writeBuffer(this.state.hist, 0, hist);
+    }
+    this.step = s.step;
+    await q.onSubmittedWorkDone();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of [this.train, this.loss, this.logits]) p.built.destroy();
+    for (const b of this.made) b.destroy();
+    if (this.ownsGpu) this.gpu.destroy();
+  }
+}
+
+/** The Executor for `init` on the default WebGPU adapter (the contract runtime/train.ts loads). */
+export async function createGpuExecutor(init: ExecutorInit, options: GpuExecutorOptions = {}): Promise<GpuExecutor> {
+  return GpuExecutor.create(init, options);
+}
