@@ -3,17 +3,9 @@
 // typed arrays: f32 master weights and moments, f64 arithmetic inside, the same result everywhere.
 import type { TrainSpec } from "../compiler/model.js";
 
-/** The hyperparameters of one update; `step` is t ≥ 1, the number of updates including this one. */
-export interface AdamWStep {
-  step: number;
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Global gradient-norm threshold; 0 disables clipping. */
-  clip: number;
-}
+/** The hyperparameters of one update (the `.fog` optimizer's, at this step's learning rate); `step` is
+ *  t ≥ 1, the number of updates including this one; `clip` 0 disables gradient-norm clipping. */
+export type AdamWStep = Omit<TrainSpec["optimizer"], "kind"> & { step: number };
 
 /** Per-parameter options from its `param` node: decay mask and learning-rate multiplier. */
 export interface ParamGroup {

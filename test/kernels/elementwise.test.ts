@@ -8,7 +8,7 @@ import { elementwise, embed, embedGrad, glu, gluGrad, rope, xielu, xieluParamGra
 import type { Ew } from "../../compiler/kernels/reduce.js";
 import { FP8_FORMATS, encodeOne, roundToBF16, unpackFP8 } from "../../runtime/fp8.js";
 import { withGpu } from "../helpers/gpu.js";
-import { expectClose, f32, rng, run } from "./harness.js";
+import { expectClose, f32, rng, run, expectCodes } from "./harness.js";
 
 const TOL = 1e-5;
 const rand = rng(11);
@@ -30,17 +30,6 @@ const silu = (x: number): number => x * sig(x);
 const siluD = (x: number): number => sig(x) * (1 + x * (1 - sig(x)));
 const softplus = (x: number): number => Math.log1p(Math.exp(x));
 
-/** Codes must equal the TS encoding of the oracle except within 1e-5 of a rounding midpoint. */
-function expectCodes(got: ArrayLike<number>, want: ArrayLike<number>, encode: (x: number) => number): void {
-  let checked = 0;
-  for (let i = 0; i < want.length; i++) {
-    const lo = encode(want[i] * (1 - 1e-5));
-    if (lo !== encode(want[i] * (1 + 1e-5))) continue;
-    expect(got[i], `element ${i} (oracle ${want[i]})`).toBe(lo);
-    checked++;
-  }
-  expect(checked).toBeGreaterThan(want.length * 0.9);
-}
 
 describe("fused elementwise chains", () => {
   // y = gelu(x + bias[col]) · g[row] + s: same-shape, row-broadcast, column-broadcast and scalar inputs.

@@ -80,3 +80,15 @@ export function expectClose(
   const msg = w < 0 ? "" : `${what}: ${failing.length} elements off; worst ${w}: got ${actual[w]}, want ${expected[w]} (${ratio(w, rtol).toFixed(2)}× tolerance ${rtol})`;
   expect(failing.length, msg).toBe(0);
 }
+
+/** Codes must equal the TS encoding of the oracle unless the oracle is within 1e-5 of a rounding midpoint. */
+export function expectCodes(got: ArrayLike<number>, want: ArrayLike<number>, encode: (x: number) => number): void {
+  let checked = 0;
+  for (let i = 0; i < want.length; i++) {
+    const lo = encode(want[i] * (1 - 1e-5));
+    if (lo !== encode(want[i] * (1 + 1e-5))) continue;
+    expect(got[i], `element ${i} (oracle ${want[i]})`).toBe(lo);
+    checked++;
+  }
+  expect(checked).toBeGreaterThan(want.length * 0.9);
+}

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { type NormConfig, crossEntropy, crossEntropyGrad, norm, normGrad, rowAbsmax, softmax } from "../../compiler/kernels/rowwise.js";
 import { FP8_FORMATS, encodeOne, roundToBF16, unpackFP8 } from "../../runtime/fp8.js";
 import { withGpu } from "../helpers/gpu.js";
-import { expectClose, f32, rng, run } from "./harness.js";
+import { expectClose, f32, rng, run, expectCodes } from "./harness.js";
 
 const TOL = 1e-5;
 const rand = rng(7);
@@ -51,17 +51,6 @@ function sumParts(p: Float32Array, parts: number, W: number): Float64Array {
   return s;
 }
 
-/** Codes must equal the TS encoding of the oracle unless the oracle is within 1e-5 of a rounding midpoint. */
-function expectCodes(got: ArrayLike<number>, want: ArrayLike<number>, encode: (x: number) => number): void {
-  let checked = 0;
-  for (let i = 0; i < want.length; i++) {
-    const lo = encode(want[i] * (1 - 1e-5));
-    if (lo !== encode(want[i] * (1 + 1e-5))) continue;
-    expect(got[i], `element ${i} (oracle ${want[i]})`).toBe(lo);
-    checked++;
-  }
-  expect(checked).toBeGreaterThan(want.length * 0.9);
-}
 
 describe("norms", () => {
   const cases: { title: string; rows: number; W: number; c: Omit<NormConfig, "name" | "rows" | "width">; rpw?: number }[] = [
