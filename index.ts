@@ -10,6 +10,7 @@ export { printGraph } from "./compiler/ir-text.js";
 export { modelStats, type ModelStats } from "./compiler/stats.js";
 export { train, RunError, type TrainOptions, type TrainResult, type LogRecord } from "./runtime/train.js";
 export { generate, type GenerateOptions, type GenerateResult } from "./runtime/generate.js";
+export { exportPytorch, writePackage, ExportError, type ExportOptions, type ExportedParam, type PytorchExport } from "./compiler/export-pytorch.js";
 export type { Executor, StepStats, TrainState } from "./runtime/executor.js";
 export { CheckpointError } from "./runtime/checkpoint.js";
 export { DataError } from "./runtime/data.js";

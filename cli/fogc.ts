@@ -9,12 +9,13 @@ import { type Diagnostic, formatDiagnostic } from "../grammar/diagnostics.js";
 import { check } from "../compiler/check.js";
 import { printGraph } from "../compiler/ir-text.js";
 import { compile } from "../compiler/pipeline.js";
+import { ExportError, exportPytorch, writePackage } from "../compiler/export-pytorch.js";
 import { formatSummary } from "../compiler/report.js";
 import type { SourceFile } from "../compiler/resolve.js";
 import { CheckpointError } from "../runtime/checkpoint.js";
 import { DataError } from "../runtime/data.js";
 import { generate } from "../runtime/generate.js";
-import { RunError, train } from "../runtime/train.js";
+import { RunError, train, WARNING_ACTIONS } from "../runtime/train.js";
 
 const PRECISIONS = ["bf16", "fp8", "fp8dpa"] as const;
 
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
         const { model, forward, train, stats } = r.program;
         if (argv.emit === "forward") process.stdout.write(printGraph(forward));
         else if (argv.emit === "train") process.stdout.write(printGraph(train));
-        else console.log(formatSummary(model, stats));
+        else console.log(formatSummary(model, stats, train));
         if (argv.o) {
           mkdirSync(argv.o, { recursive: true });
           for (const [suffix, g] of [["forward", forward], ["train", train]] as const) {
@@ -112,7 +113,12 @@ async function main(): Promise<void> {
           .option("log", { type: "string", describe: "append one JSON record per log step to this .jsonl file" })
           .option("checkpoint", { type: "string", describe: "directory to write checkpoints to" })
           .option("checkpoint-every", { type: "number", describe: "steps between checkpoints (default: eval_every); one is always written at the end" })
-          .option("resume", { type: "boolean", default: false, describe: "continue from the newest checkpoint in --checkpoint DIR" }),
+          .option("resume", { type: "boolean", default: false, describe: "continue from the newest checkpoint in --checkpoint DIR" })
+          .option("on-warning", {
+            choices: WARNING_ACTIONS,
+            default: "continue" as const,
+            describe: "what a kurtosis early warning does: continue (log it), checkpoint (write one, go on; needs --checkpoint), stop (checkpoint if --checkpoint, then end with exit code 0)",
+          }),
       async (argv) => {
         try {
           const r = await train({
@@ -126,8 +132,17 @@ async function main(): Promise<void> {
             ...(argv.checkpoint ? { checkpoint: argv.checkpoint } : {}),
             ...(argv["checkpoint-every"] !== undefined ? { checkpointEvery: argv["checkpoint-every"] } : {}),
             resume: argv.resume,
+            onWarning: argv["on-warning"],
           });
           const last = r.losses.at(-1);
+          if (r.stopped) {
+            const w = r.stopped.warning;
+            console.log(
+              `${r.model}: stopped at step ${r.stopped.step} of ${r.steps} by --on-warning stop: ${w.layer === null ? w.probe : `layer ${w.layer} ${w.probe}`} kurtosis ${w.value.toPrecision(4)} (baseline ${w.baseline.toPrecision(4)})` +
+                (r.checkpoint ? `\ncheckpoint ${r.checkpoint} (continue with --resume)` : "; no checkpoint written (no --checkpoint DIR)"),
+            );
+            return;
+          }
           if (r.startStep >= r.steps) {
             console.log(`${r.model}: the checkpoint is already at step ${r.startStep} of ${r.steps}; nothing to train (pass a larger --steps)`);
             return;
@@ -180,7 +195,34 @@ async function main(): Promise<void> {
         }
       },
     )
-    .demandCommand(1, "name a command: check, compile, run or generate (fogc --help lists them)")
+    .command(
+      "export <file>",
+      "Export a .fog model as a self-contained PyTorch package: module with fogc's parameter names, FP8 recipe, training loop",
+      (y) =>
+        y
+          .positional("file", { type: "string", demandOption: true, describe: ".fog file" })
+          .option("to", { choices: ["pytorch"] as const, demandOption: true, describe: "target framework" })
+          .option("o", { alias: "out", type: "string", demandOption: true, describe: "directory to write the package into (replaced atomically)" })
+          .option("model", { type: "string", describe: "model to export (default: the file's last model)" })
+          .option("precision", { choices: PRECISIONS, describe: "override the recipe's mode" }),
+      (argv) => {
+        const r = check(argv.file, { ...(argv.model ? { model: argv.model } : {}), ...(argv.precision ? { precision: argv.precision } : {}) });
+        if (printDiagnostics(r.diagnostics, r.files) || !r.model) {
+          process.exitCode = 1;
+          return;
+        }
+        try {
+          const e = exportPytorch(r.model);
+          for (const path of writePackage(argv.o, e.files)) console.log(`wrote ${path}`);
+          console.log(`${r.model.name}: ${e.params.length} parameter tensors, shapes hash ${e.shapesHash}`);
+        } catch (err) {
+          if (!(err instanceof ExportError)) throw err;
+          console.error(`fogc: ${err.message}`);
+          process.exitCode = 1;
+        }
+      },
+    )
+    .demandCommand(1, "name a command: check, compile, run, generate or export (fogc --help lists them)")
     .strict()
     .recommendCommands()
     .help()

@@ -88,6 +88,8 @@ export interface OpAttrs {
   quantize: { slot: number };
   cast: { to: "bf16" | "f32" };
   // probes
+  /** papers.md §7.1 of one or more inputs with the same number of rows, measured together: a
+   *  token's vector is the concatenation of its row in every input (the `qkv` tap's q, k and v). */
   kurtosis: { mode: KurtosisMode; seqLen: number; probe: string; layer: number };
   // backward (made by autodiff.ts)
   sum_to: { shape: number[] };

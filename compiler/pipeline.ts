@@ -6,6 +6,7 @@ import type { Graph } from "./ir.js";
 import { autodiff } from "./autodiff.js";
 import { lowerModel } from "./lower-model.js";
 import { applyPrecision } from "./precision.js";
+import { insertProbes } from "./probes.js";
 import type { CheckedModel } from "./model.js";
 import type { SourceFile } from "./resolve.js";
 import { type ModelStats, modelStats } from "./stats.js";
@@ -20,7 +21,7 @@ export interface Program {
   model: CheckedModel;
   /** Forward graph: embedding → blocks → head → loss. */
   forward: Graph;
-  /** One training step's graph: forward, backward, and the recipe's FP8/bf16 casts. */
+  /** One training step's graph: forward, backward, the recipe's FP8/bf16 casts, and the kurtosis probes (role "probe"). */
   train: Graph;
   stats: ModelStats;
 }
@@ -39,7 +40,8 @@ export function compile(file: string, options: CompileOptions = {}): CompileResu
   const seqLen = options.seqLen ?? model.train.seqLen;
   const forward = lowerModel(model, { batch, seqLen }); //         CheckedModel → forward graph IR
   const grads = autodiff(forward); //                              + backward graph (one VJP per op)
-  const train = applyPrecision(grads, model); //                   + quantize/cast on GEMM operands
+  const cast = applyPrecision(grads, model); //                    + quantize/cast on GEMM operands
+  const train = insertProbes(cast, model); //                      + kurtosis probes on the taps (run on logging steps only)
   const stats = modelStats(forward); //                            params, FLOPs, memory from the IR
   return { program: { model, forward, train, stats }, diagnostics: checked.diagnostics, files: checked.files };
 }

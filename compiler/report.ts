@@ -1,9 +1,10 @@
 // Human-readable summaries of a compiled model for `fogc compile`: sizes, parameters, FLOPs,
-// memory, and the precision every GEMM runs in (grouped over layers with identical rules).
+// memory, the precision every GEMM runs in (grouped over layers with identical rules) and the probes.
 import { fmtScaling } from "./ir-text.js";
-import { ATTENTION_GEMMS, type GemmName } from "./ir.js";
+import { ATTENTION_GEMMS, type GemmName, type Graph } from "./ir.js";
 import { isFp8, ruleFor } from "./check-precision.js";
 import type { CheckedModel } from "./model.js";
+import { probeOutputs } from "./probes.js";
 import type { ModelStats } from "./stats.js";
 
 export interface GemmPrecision {
@@ -74,7 +75,8 @@ export function fmtBytes(n: number): string {
   return `${(n / 2 ** 10).toFixed(1)} KiB`;
 }
 
-export function formatSummary(m: CheckedModel, s: ModelStats): string {
+/** The summary `fogc compile` prints; with the training graph it also counts its probes. */
+export function formatSummary(m: CheckedModel, s: ModelStats, train?: Graph): string {
   const t = m.train;
   const lines = [
     `model ${m.name} (${m.file})`,
@@ -90,7 +92,10 @@ export function formatSummary(m: CheckedModel, s: ModelStats): string {
   for (const r of table)
     lines.push(`    ${r.gemm.padEnd(w)}  ${ranges(r.layers).padEnd(8)}  ${(r.fp8 ? "fp8" : "bf16").padEnd(5)}  ${(r.formats?.join("/") ?? "-").padEnd(15)}  ${r.scaling ?? "-"}`);
   const p = m.probes;
-  lines.push(`  probes      ${p.enabled ? `kurtosis (${p.mode}) of ${p.tensors.join(", ")} every ${p.every} steps, all layers` : "off"}`);
+  const locals = m.block.filter((st) => st.probe).map((st) => st.target);
+  const count = train ? `${probeOutputs(train).length} ` : "";
+  const what = [...p.tensors, ...locals].join(", ");
+  lines.push(`  probes      ${p.enabled ? `${count}kurtosis (${p.mode}) every ${p.every} steps: ${what} × ${m.layers} layers` : "off"}`);
   const o = t.optimizer;
   lines.push(`  training    ${t.steps} steps of ${t.batch} × ${t.seqLen} tokens (${t.tokenizer}, ${t.data.kind === "brown" ? "Brown corpus" : t.data.path}); AdamW lr ${o.lr}, ${t.schedule.kind} schedule, seed ${t.seed}`);
   return lines.join("\n");

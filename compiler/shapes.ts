@@ -88,7 +88,13 @@ export const SHAPE_RULES: { [K in OpKind]: Rule<K> } = {
   },
   quantize: unary,
   cast: unary,
-  kurtosis: () => [],
+  kurtosis: (xs, { mode, seqLen }) => {
+    if (!xs.length) fail("kurtosis: needs at least one input");
+    const rows = (s: number[]): number => (s.length ? s.slice(0, -1).reduce((a, b) => a * b, 1) : 1);
+    for (const x of xs.slice(1)) if (rows(x) !== rows(xs[0])) fail(`kurtosis: inputs [${xs[0]}] and [${x}] have different numbers of rows`);
+    if (mode === "per_sequence" && rows(xs[0]) % seqLen !== 0) fail(`kurtosis: ${rows(xs[0])} rows is not a whole number of sequences of ${seqLen}`);
+    return [];
+  },
   sum_to: (_, { shape }) => shape,
   gelu_grad: ([x, dy]) => (same("gelu_grad", x, dy), x),
   silu_grad: ([x, dy]) => (same("silu_grad", x, dy), x),

@@ -1,9 +1,10 @@
-// The CPU backend: runs the compiled training graph (forward, backward, the recipe's FP8/bf16 casts)
-// on the reference interpreter in f32 with a persistent ScaleState, then clips and applies AdamW on f32
-// master weights. Slow but exact: the oracle that the WebGPU executor's training steps are checked against.
+// The CPU backend: runs the compiled training graph (forward, backward, FP8/bf16 casts; the probes on
+// steps that ask) on the reference interpreter in f32 with a persistent ScaleState, then clips and
+// applies AdamW on f32 master weights. Slow but exact: the oracle for the WebGPU executor's steps.
 import type { Graph, Node } from "../compiler/ir.js";
 import { paramNodes } from "../compiler/ir.js";
 import type { Batch } from "./data.js";
+import { probeOutputs, stripProbes } from "../compiler/probes.js";
 import { cloneState, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
 import { type AdamWStep, adamwUpdate, clipFactor, globalNorm, type ParamGroup } from "./optimizer.js";
 import { outputValue, runReference } from "./reference.js";
@@ -46,6 +47,8 @@ function paramIds(g: Graph): Map<string, number> {
 export class CpuExecutor implements Executor {
   readonly backend = "cpu" as const;
   private readonly train: Graph;
+  /** The train graph without its probe nodes: what steps that do not log probes run. */
+  private readonly trainNoProbes: Graph;
   private readonly lossGraph: Graph;
   private readonly logitsGraph: Graph;
   private readonly groups = new Map<string, ParamGroup>();
@@ -60,6 +63,7 @@ export class CpuExecutor implements Executor {
 
   constructor(init: ExecutorInit) {
     this.train = init.train;
+    this.trainNoProbes = stripProbes(this.train);
     this.lossGraph = pruneGraph(this.train, ["loss"]);
     this.logitsGraph = pruneGraph(this.train, ["logits"]);
     for (const p of paramNodes(this.train)) this.groups.set(p.name, { decay: p.attrs.decay, lrScale: p.attrs.lrScale });
@@ -96,25 +100,39 @@ export class CpuExecutor implements Executor {
     return s;
   }
 
+  /** One step on the train graph without its probe nodes. */
   async trainStep(batch: Batch, hyper: AdamWStep): Promise<StepStats> {
-    this.checkBatch(this.train, batch.tokens);
+    return this.runStep(batch, hyper, false);
+  }
+
+  /** One step on the whole train graph, probes included (docs/probes.md). */
+  async trainStepWithProbes(batch: Batch, hyper: AdamWStep): Promise<StepStats> {
+    return this.runStep(batch, hyper, true);
+  }
+
+  private runStep(batch: Batch, hyper: AdamWStep, probes: boolean): StepStats {
+    const g = probes ? this.train : this.trainNoProbes;
+    this.checkBatch(g, batch.tokens);
     const values = runReference(
-      this.train,
-      { params: this.feeds(this.train), tokens: batch.tokens, targets: batch.targets },
+      g,
+      { params: this.feeds(g), tokens: batch.tokens, targets: batch.targets },
       { precision: "f32", scaleState: this.scales },
     );
     // End of the step's passes: delayed-scaling slots take their new scale from the amax history.
     this.scales.update();
-    const loss = outputValue(this.train, values, "loss")[0];
+    const loss = outputValue(g, values, "loss")[0];
     const names = this.order;
-    const grads = names.map((name) => outputValue(this.train, values, `grad:${name}`));
+    const grads = names.map((name) => outputValue(g, values, `grad:${name}`));
     const gradNorm = globalNorm(grads);
     const factor = clipFactor(gradNorm, hyper.clip);
     names.forEach((name, i) => {
       adamwUpdate(this.params.get(name)!, grads[i], this.m.get(name)!, this.v.get(name)!, hyper, this.groups.get(name)!, factor);
     });
     this.step = hyper.step;
-    return { loss, gradNorm };
+    if (!probes) return { loss, gradNorm };
+    const kurtosis: Record<string, number> = {};
+    for (const p of probeOutputs(g)) kurtosis[p.key] = (values.get(p.id) as Float64Array)[0];
+    return { loss, gradNorm, kurtosis };
   }
 
   async evalLoss(batch: Batch): Promise<number> {

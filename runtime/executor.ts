@@ -15,6 +15,11 @@ export interface StepStats {
   loss: number;
   /** Global L2 norm of the gradients, before clipping. */
   gradNorm: number;
+  /**
+   * Only from `trainStepWithProbes`: every `kurtosis:<key>` output of the train graph, by key
+   * (`qkv_layer02`), measured on this step's forward pass (the weights before its update).
+   */
+  kurtosis?: Record<string, number>;
 }
 
 /** Everything a training run needs to continue exactly: f32 master weights, AdamW moments, FP8 scales. */
@@ -30,8 +35,20 @@ export interface TrainState {
 
 export interface Executor {
   readonly backend: "cpu" | "webgpu";
-  /** Forward + backward + clip + AdamW update for one batch; the optimizer runs where the weights live. */
+  /**
+   * Forward + backward + clip + AdamW update for one batch; the optimizer runs where the weights live.
+   * It does not compute the train graph's probe nodes (role "probe"): `stripProbes(train)` from
+   * compiler/probes.ts is the graph it runs.
+   */
   trainStep(batch: Batch, hyper: AdamWStep): Promise<StepStats>;
+  /**
+   * Optional (docs/probes.md): the same step as `trainStep` that also computes the kurtosis probes and
+   * returns them in `StepStats.kurtosis`. The loop calls it instead of `trainStep` on its probe steps
+   * (every `probes.every` steps) and only then. The probe nodes read forward tensors and feed
+   * nothing, so loss, gradients, update and FP8 scale state must equal `trainStep`'s. A backend
+   * without it trains the same; the loop says once that it logs no kurtosis.
+   */
+  trainStepWithProbes?(batch: Batch, hyper: AdamWStep): Promise<StepStats>;
   /** Mean loss of a batch with the current weights; changes no state (FP8 scales are not updated). */
   evalLoss(batch: Batch): Promise<number>;
   /**

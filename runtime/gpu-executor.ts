@@ -6,7 +6,7 @@ import { numel, paramNodes } from "../compiler/ir.js";
 import { pruneGraph } from "./cpu-executor.js";
 import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
 import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
-import { type BuiltPlan, buildPlan, type GraphPlan, KEYS, PipelineCache, type PlanOptions, planGraph, planTrainStep } from "./gpu-plan.js";
+import { type BuiltPlan, buildPlan, type GraphPlan, KEYS, PipelineCache, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
@@ -21,6 +21,17 @@ export interface GpuExecutorOptions {
   gpu?: Gpu;
   pipelines?: PipelineCache;
 }
+
+/** Timestamp queries for a step (bench/step.ts): one pair for the pass, or one pair per kernel. */
+export interface Timestamps {
+  querySet: GPUQuerySet;
+  perKernel: boolean;
+  /** QUERY_RESOLVE buffer the timestamps are resolved into. */
+  resolve: GPUBuffer;
+}
+
+/** Graph outputs of the probe pass are named `kurtosis:<key>`. */
+const KURTOSIS = "kurtosis:";
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -54,6 +65,8 @@ export class GpuExecutor implements Executor {
     private readonly train: Program,
     private readonly loss: Program,
     private readonly logits: Program,
+    /** The step with the kurtosis probes (absent when the graph has none). */
+    private readonly probes: Program | undefined,
     private readonly readback: GPUBuffer,
     private readonly vocab: number,
   ) {}
@@ -77,7 +90,9 @@ export class GpuExecutor implements Executor {
       maxBindingBytes: device.limits.maxStorageBufferBindingSize,
       offsetAlign: device.limits.minStorageBufferOffsetAlignment,
     };
-    const trainPlan = planTrainStep(g, opts);
+    const trainPlan = planTrainStep(g, opts, { probes: false });
+    const probeNames = probeOutputNames(g);
+    const probePlan = probeNames.length ? planTrainStep(g, opts, { probes: true }) : undefined;
     const lossPlan = planGraph(pruneGraph(g, ["loss"]), ["loss"], opts);
     const logitsPlan = planGraph(pruneGraph(g, ["logits"]), ["logits"], opts);
     const order = paramNodes(g).map((p) => p.name);
@@ -120,11 +135,16 @@ export class GpuExecutor implements Executor {
         return { plan, built: await buildPlan(gpu, plan, ext, cache, label), ...(stateCopy ? { stateCopy } : {}) };
       };
       // Built concurrently: their pipelines compile in parallel and identical kernels are compiled once.
-      const [train, loss, logits] = await Promise.all([program(trainPlan, "train step", false), program(lossPlan, "eval loss", true), program(logitsPlan, "logits", true)]);
+      const [train, loss, logits, probes] = await Promise.all([
+        program(trainPlan, "train step", false),
+        program(lossPlan, "eval loss", true),
+        program(logitsPlan, "logits", true),
+        probePlan && program(probePlan, "train step with probes", false),
+      ]);
       const logitsNode = g.nodes[g.outputs.logits];
       const vocab = logitsNode.shape[logitsNode.shape.length - 1];
-      const readback = buf(Math.max(8, g.batch * vocab * 4), "readback", GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-      const exec = new GpuExecutor(gpu, owns, g, order, externals, state, train, loss, logits, readback, vocab);
+      const readback = buf(Math.max(8 + probeNames.length * 4, g.batch * vocab * 4), "readback", GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+      const exec = new GpuExecutor(gpu, owns, g, order, externals, state, train, loss, logits, probes, readback, vocab);
       exec.made.push(...made);
       await exec.resetScales();
       return exec;
@@ -151,7 +171,7 @@ export class GpuExecutor implements Executor {
   }
 
   /** Encodes `p` (after copying the scale state into its private copy), then the readback copies; submits and maps. */
-  private async run(p: Program, copies: [GPUBuffer, number, number][], timestamps?: { querySet: GPUQuerySet; perKernel: boolean; resolve: GPUBuffer }): Promise<ArrayBuffer> {
+  private async run(p: Program, copies: [GPUBuffer, number, number][], timestamps?: Timestamps): Promise<ArrayBuffer> {
     const { device } = this.gpu;
     const enc = device.createCommandEncoder({ label: "fogc step" });
     if (p.stateCopy) {
@@ -179,17 +199,31 @@ export class GpuExecutor implements Executor {
     if (batch.targets) q.writeBuffer(this.externals.get(KEYS.targets)!, 0, batch.targets);
   }
 
-  async trainStep(batch: Batch, hyper: AdamWStep, timestamps?: { querySet: GPUQuerySet; perKernel: boolean; resolve: GPUBuffer }): Promise<StepStats> {
+  /** Forward, backward, grad norm, clip, AdamW and the scale update in one command buffer; reads back loss and grad norm. */
+  async trainStep(batch: Batch, hyper: AdamWStep, timestamps?: Timestamps): Promise<StepStats> {
+    return this.step1(this.train, batch, hyper, timestamps);
+  }
+
+  /** The same step with the kurtosis probes computed too (StepStats.kurtosis); the loss, update and scales are trainStep's. */
+  async trainStepWithProbes(batch: Batch, hyper: AdamWStep): Promise<StepStats> {
+    return this.step1(this.probes ?? this.train, batch, hyper);
+  }
+
+  private async step1(p: Program, batch: Batch, hyper: AdamWStep, timestamps?: Timestamps): Promise<StepStats> {
     this.live();
     this.checkTokens(batch.tokens, "trainStep");
     if (!(hyper.step >= 1)) throw new Error(`GpuExecutor.trainStep: step must be ≥ 1, got ${hyper.step}`);
     this.writeBatch(batch);
     this.gpu.device.queue.writeBuffer(this.externals.get(KEYS.hyper)!, 0, hyperValues(hyper));
-    const { outputs } = this.train.plan;
-    const b = this.train.built;
-    const out = new Float32Array(await this.run(this.train, [[b.buffer(outputs.loss), 0, 4], [b.buffer(outputs.sumsq), 0, 4]], timestamps));
+    const { outputs } = p.plan;
+    const b = p.built;
+    const probes = Object.keys(outputs).filter((k) => k.startsWith(KURTOSIS));
+    const reads: [GPUBuffer, number, number][] = ["loss", "sumsq", ...probes].map((k) => [b.buffer(outputs[k]), 0, 4]);
+    const out = new Float32Array(await this.run(p, reads, timestamps));
     this.step = hyper.step;
-    return { loss: out[0], gradNorm: Math.sqrt(out[1]) };
+    const stats: StepStats = { loss: out[0], gradNorm: Math.sqrt(out[1]) };
+    if (p === this.probes) stats.kurtosis = Object.fromEntries(probes.map((k, i) => [k.slice(KURTOSIS.length), out[2 + i]]));
+    return stats;
   }
 
   async evalLoss(batch: Batch): Promise<number> {
@@ -305,7 +339,7 @@ export class GpuExecutor implements Executor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const p of [this.train, this.loss, this.logits]) p.built.destroy();
+    for (const p of [this.train, this.loss, this.logits, this.probes]) p?.built.destroy();
     for (const b of this.made) b.destroy();
     if (this.ownsGpu) this.gpu.destroy();
   }

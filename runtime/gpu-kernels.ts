@@ -65,12 +65,23 @@ export interface SlotRing {
   length: number;
 }
 
+/**
+ * The per-use words the slot kernels read from their `slot_info` binding, so that one compiled
+ * pipeline serves every slot: [slot id, ring offset, index into the per-step amax scratch].
+ */
+export function slotInfo(ring: SlotRing, atomicIndex = 0): Uint32Array {
+  return Uint32Array.of(ring.slot, ring.offset, atomicIndex);
+}
+
+const SLOT = "slot_info[0]";
+const RING = "slot_info[1]";
+const ATOMIC = "slot_info[2]";
+
 export interface FakeQuantConfig {
   name: string;
   n: number;
   format: Fp8Format;
   saturate: boolean;
-  ring: SlotRing;
   /** Record amax(x) into the slot's current history entry (false when another kernel does). */
   record: boolean;
 }
@@ -78,12 +89,13 @@ export interface FakeQuantConfig {
 /**
  * y = decode(encode(x·s)) / s with s = scales[slot] (the reference's quantize: a division, not a
  * multiply by 1/s, so the result is bit-exact wherever f32 division is correctly rounded), and
- * amax(x) atomicMax'ed into hist[offset + heads[slot]]. Bindings: x, y, scales, [heads, hist].
+ * amax(x) atomicMax'ed into hist[ring + heads[slot]]. Bindings: x, y, slot_info, scales, [heads, hist].
  */
 export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
-  const b = new WgslBuilder(cfg.name, `fake quantise ${cfg.n} to ${cfg.format} via slot ${cfg.ring.slot}`);
+  const b = new WgslBuilder(cfg.name, `fake quantise to ${cfg.format}`);
   b.bind("x", "f32");
   b.bind("y", "f32", "read_write");
+  b.bind("slot_info", "u32");
   b.bind("scales", "f32");
   if (cfg.record) {
     b.bind("heads", "u32");
@@ -93,9 +105,9 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
   const c = fp8Codec(b, cfg.format, cfg.saturate);
   const body = [
     `let i = ${FLAT_WG} * ${WG}u + lidx;`,
-    `let s = scales[${cfg.ring.slot}u];`,
+    `let s = scales[${SLOT}];`,
     `var bits = 0u;`,
-    `if (i < ${cfg.n}u) {`,
+    `if (i < arrayLength(&x)) {`,
     `  let v = x[i];`,
     `  y[i] = ${c.dec(c.enc("v * s"))} / s;`,
     `  bits = ${ABS_BITS("v")};`,
@@ -105,25 +117,29 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
     body.push(
       `atomicMax(&wg_amax[0], bits);`,
       `workgroupBarrier();`,
-      `if (lidx == 0u) { atomicMax(&hist[${cfg.ring.offset}u + heads[${cfg.ring.slot}u]], atomicLoad(&wg_amax[0])); }`,
+      `if (lidx == 0u) { atomicMax(&hist[${RING} + heads[${SLOT}]], atomicLoad(&wg_amax[0])); }`,
     );
   }
   return finish(b, WG, body, grid(Math.ceil(cfg.n / WG)));
 }
 
-/** amax[index] = max(amax[index], max |x|) on the f32 bits (the buffer is cleared each step). Bindings: x, amax. */
-export function absmaxBits(cfg: { name: string; n: number; index: number }): KernelSource {
-  const b = new WgslBuilder(cfg.name, `absmax of ${cfg.n}`);
+// Kernels below read their length from arrayLength (bindings are sized exactly), so one pipeline
+// serves every tensor size; `n` only sizes the dispatch.
+
+/** amax[index] = max(amax[index], max |x|) on the f32 bits (the buffer is cleared each step). Bindings: x, slot_info, amax. */
+export function absmaxBits(cfg: { name: string; n: number }): KernelSource {
+  const b = new WgslBuilder(cfg.name, "absmax");
   b.bind("x", "f32");
+  b.bind("slot_info", "u32");
   b.bind("amax", "atomic<u32>", "read_write");
   b.workgroupArray("wg_amax", "atomic<u32>", 1);
   const body = [
     `let i = ${FLAT_WG} * ${WG}u + lidx;`,
     `var bits = 0u;`,
-    `for (var e = i; e < ${cfg.n}u; e = e + ${WG}u * nwg.x * nwg.y) { bits = max(bits, ${ABS_BITS("x[e]")}); }`,
+    `for (var e = i; e < arrayLength(&x); e = e + ${WG}u * nwg.x * nwg.y) { bits = max(bits, ${ABS_BITS("x[e]")}); }`,
     `atomicMax(&wg_amax[0], bits);`,
     `workgroupBarrier();`,
-    `if (lidx == 0u) { atomicMax(&amax[${cfg.index}u], atomicLoad(&wg_amax[0])); }`,
+    `if (lidx == 0u) { atomicMax(&amax[${ATOMIC}], atomicLoad(&wg_amax[0])); }`,
   ];
   return finish(b, WG, body, grid(Math.min(1024, Math.ceil(cfg.n / WG))));
 }
@@ -135,25 +151,27 @@ export interface ScaleRecipe {
 }
 
 /**
- * Current scaling, one invocation: s = scale_from_amax(amax[index]) (kept when invalid) into
- * scales[slot], and the amax recorded into the slot's current history entry. Bindings: amax, scales, heads, hist.
+ * One invocation: records amax[index] (from the per-step scratch) into the slot's current history
+ * entry and, with a recipe (current scaling), sets scales[slot] = scale_from_amax(amax), kept when
+ * invalid. Bindings: slot_info, amax, [scales], heads, hist.
  */
-export function currentScale(cfg: { name: string; index: number; ring: SlotRing; recipe: ScaleRecipe }): KernelSource {
-  const { ring, recipe } = cfg;
-  const b = new WgslBuilder(cfg.name, `current scale of slot ${ring.slot}`);
+export function recordAmax(cfg: { name: string; recipe?: ScaleRecipe }): KernelSource {
+  const { recipe } = cfg;
+  const b = new WgslBuilder(cfg.name, recipe ? "current scale" : "record amax");
+  b.bind("slot_info", "u32");
   b.bind("amax", "u32");
-  b.bind("scales", "f32", "read_write");
+  if (recipe) b.bind("scales", "f32", "read_write");
   b.bind("heads", "u32");
   b.bind("hist", "u32", "read_write");
-  scaleHelpers(b);
-  const body = [
-    `if (lidx != 0u) { return; }`,
-    `let a = amax[${cfg.index}u];`,
-    `let r = scale_from_amax(a, ${fmtF32(recipe.fmax)}, ${recipe.margin}, ${recipe.pow2});`,
-    `if (r.x != 0.0) { scales[${ring.slot}u] = r.y; }`,
-    `let h = ${ring.offset}u + heads[${ring.slot}u];`,
-    `hist[h] = max(hist[h], a);`,
-  ];
+  const body = [`let a = amax[${ATOMIC}];`];
+  if (recipe) {
+    scaleHelpers(b);
+    body.push(
+      `let r = scale_from_amax(a, ${fmtF32(recipe.fmax)}, ${recipe.margin}, ${recipe.pow2});`,
+      `if (r.x != 0.0) { scales[${SLOT}] = r.y; }`,
+    );
+  }
+  body.push(`let h = ${RING} + heads[${SLOT}];`, `hist[h] = max(hist[h], a);`);
   return finish(b, 1, body, [1, 1, 1]);
 }
 
@@ -168,13 +186,12 @@ export interface BlockQuantConfig {
   saturate: boolean;
   pow2: boolean;
   fmax: number;
-  ring: SlotRing;
 }
 
 /**
  * Blockwise scaling: one workgroup per block computes the block's amax, s = scale_from_amax(amax,
  * margin 0) or 1 when invalid, fake-quantises the block, and records the block amax into the
- * slot's history (their max is the tensor's amax). Bindings: x, y, heads, hist.
+ * slot's history (their max is the tensor's amax). Bindings: x, y, slot_info, heads, hist.
  */
 export function blockQuant(cfg: BlockQuantConfig): KernelSource {
   const { rows, cols, blockRows: BR, blockCols: BC } = cfg;
@@ -183,6 +200,7 @@ export function blockQuant(cfg: BlockQuantConfig): KernelSource {
   const b = new WgslBuilder(cfg.name, `blockwise ${BR}×${BC} fake quantise [${rows}, ${cols}] to ${cfg.format}`);
   b.bind("x", "f32");
   b.bind("y", "f32", "read_write");
+  b.bind("slot_info", "u32");
   b.bind("heads", "u32");
   b.bind("hist", "atomic<u32>", "read_write");
   b.workgroupArray("wg_amax", "atomic<u32>", 1);
@@ -207,18 +225,34 @@ export function blockQuant(cfg: BlockQuantConfig): KernelSource {
     `let r = scale_from_amax(a, ${fmtF32(cfg.fmax)}, 0, ${cfg.pow2});`,
     `let s = select(1.0, r.y, r.x != 0.0);`,
     ...loop(`y[idx] = ${c.dec(c.enc("x[idx] * s"))} / s;`),
-    `if (lidx == 0u) { atomicMax(&hist[${cfg.ring.offset}u + heads[${cfg.ring.slot}u]], a); }`,
+    `if (lidx == 0u) { atomicMax(&hist[${RING} + heads[${SLOT}]], a); }`,
   ];
   return finish(b, WG, body, grid(blocks));
 }
 
+/**
+ * y[r, offset + c] = x[r, c] for x [rows, width] into y [rows, total]: the parts of a multi-input
+ * kurtosis probe side by side (one token's vector is the concatenation of its rows). Bindings: x, y.
+ */
+export function placeColumns(cfg: { name: string; rows: number; width: number; total: number; offset: number }): KernelSource {
+  const n = cfg.rows * cfg.width;
+  const b = new WgslBuilder(cfg.name, `place [${cfg.rows}, ${cfg.width}] at column ${cfg.offset} of ${cfg.total}`);
+  b.bind("x", "f32");
+  b.bind("y", "f32", "read_write");
+  const body = [
+    `let i = ${FLAT_WG} * ${WG}u + lidx;`,
+    `if (i < ${n}u) { y[(i / ${cfg.width}u) * ${cfg.total}u + ${cfg.offset}u + i % ${cfg.width}u] = x[i]; }`,
+  ];
+  return finish(b, WG, body, grid(Math.ceil(n / WG)));
+}
+
 /** y = bf16(x) as f32: round to nearest even on the 16 dropped bits (the reference's roundToBF16). Bindings: x, y. */
 export function bf16Round(cfg: { name: string; n: number }): KernelSource {
-  const b = new WgslBuilder(cfg.name, `round ${cfg.n} to bf16`);
+  const b = new WgslBuilder(cfg.name, "round to bf16");
   b.bind("x", "f32");
   b.bind("y", "f32", "read_write");
   b.helper("bf16_encode", wgslBf16Encode());
-  const body = [`let i = ${FLAT_WG} * ${WG}u + lidx;`, `if (i < ${cfg.n}u) { y[i] = bitcast<f32>(bf16_encode(x[i]) << 16u); }`];
+  const body = [`let i = ${FLAT_WG} * ${WG}u + lidx;`, `if (i < arrayLength(&x)) { y[i] = bitcast<f32>(bf16_encode(x[i]) << 16u); }`];
   return finish(b, WG, body, grid(Math.ceil(cfg.n / WG)));
 }
 
@@ -231,12 +265,12 @@ export const SLOT_POW2 = 4;
 /**
  * End of a step for every slot (ScaleState.update): delayed slots take amax* = max of the ring (or
  * its current entry) and s = scale_from_amax(amax*), kept when invalid; then every ring rolls and
- * its new entry is zeroed. meta per slot: offset, length, flags, margin (i32 bits), fmax (f32 bits).
- * Bindings: meta, scales, heads, hist.
+ * its new entry is zeroed. slot_meta per slot: offset, length, flags, margin (i32 bits), fmax (f32 bits).
+ * Bindings: slot_meta, scales, heads, hist.
  */
 export function scaleUpdate(cfg: { name: string; slots: number }): KernelSource {
   const b = new WgslBuilder(cfg.name, `scale update of ${cfg.slots} slots`);
-  b.bind("meta", "u32");
+  b.bind("slot_meta", "u32");
   b.bind("scales", "f32", "read_write");
   b.bind("heads", "u32", "read_write");
   b.bind("hist", "u32", "read_write");
@@ -245,12 +279,12 @@ export function scaleUpdate(cfg: { name: string; slots: number }): KernelSource 
   const body = [
     `let i = ${FLAT_WG} * 64u + lidx;`,
     `if (i >= ${cfg.slots}u) { return; }`,
-    `let off = meta[i * ${W}u]; let len = meta[i * ${W}u + 1u]; let flags = meta[i * ${W}u + 2u];`,
+    `let off = slot_meta[i * ${W}u]; let len = slot_meta[i * ${W}u + 1u]; let flags = slot_meta[i * ${W}u + 2u];`,
     `let head = heads[i];`,
     `if ((flags & ${SLOT_DELAYED}u) != 0u) {`,
     `  var a = hist[off + head];`,
     `  if ((flags & ${SLOT_MOST_RECENT}u) == 0u) { for (var j = 0u; j < len; j = j + 1u) { a = max(a, hist[off + j]); } }`,
-    `  let r = scale_from_amax(a, bitcast<f32>(meta[i * ${W}u + 4u]), bitcast<i32>(meta[i * ${W}u + 3u]), (flags & ${SLOT_POW2}u) != 0u);`,
+    `  let r = scale_from_amax(a, bitcast<f32>(slot_meta[i * ${W}u + 4u]), bitcast<i32>(slot_meta[i * ${W}u + 3u]), (flags & ${SLOT_POW2}u) != 0u);`,
     `  if (r.x != 0.0) { scales[i] = r.y; }`,
     `}`,
     `let nh = (head + 1u) % len;`,
@@ -273,7 +307,7 @@ export function hyperValues(h: { step: number; lr: number; beta1: number; beta2:
  * clip factor (clipFactor) computed from sumsq[0] = Σ g² of every gradient. Bindings: p, g, m, v, hyper, sumsq.
  */
 export function adamw(cfg: { name: string; n: number; lrScale: number; decay: boolean }): KernelSource {
-  const b = new WgslBuilder(cfg.name, `adamw over ${cfg.n}`);
+  const b = new WgslBuilder(cfg.name, "adamw");
   b.bind("p", "f32", "read_write");
   b.bind("g", "f32");
   b.bind("m", "f32", "read_write");
@@ -282,7 +316,7 @@ export function adamw(cfg: { name: string; n: number; lrScale: number; decay: bo
   b.bind("sumsq", "f32");
   const body = [
     `let i = ${FLAT_WG} * ${WG}u + lidx;`,
-    `if (i >= ${cfg.n}u) { return; }`,
+    `if (i >= arrayLength(&p)) { return; }`,
     `let norm = sqrt(sumsq[0]); let clip = hyper[7];`,
     // clipFactor: 1 unless clip > 0 and the norm is finite and above it.
     `let clipped = clip > 0.0 && (bitcast<u32>(norm) & 0x7f800000u) != 0x7f800000u && norm > clip;`,
@@ -297,4 +331,13 @@ export function adamw(cfg: { name: string; n: number; lrScale: number; decay: bo
     `p[i] = p[i] * decay - (lr * (mi / hyper[8])) / (sqrt(vi / hyper[9]) + hyper[5]);`,
   ];
   return finish(b, WG, body, grid(Math.ceil(cfg.n / WG)));
+}
+
+/** y[i] = scales[slot_info[i]] for i < 2: the FP8DPA attention's P and dS scales side by side. Bindings: slot_info, scales, y. */
+export function gatherScales(cfg: { name: string }): KernelSource {
+  const b = new WgslBuilder(cfg.name, "gather P/dS scales");
+  b.bind("slot_info", "u32");
+  b.bind("scales", "f32");
+  b.bind("y", "f32", "read_write");
+  return finish(b, 2, ["y[lidx] = scales[slot_info[lidx]];"], [1, 1, 1]);
 }

@@ -383,18 +383,37 @@ export function crossEntropyGrad(logits: Arr, targets: Arr, dloss: number, V: nu
  * last dimension is a vector; per_sequence: each run of seqLen rows, flattened. An all-zero vector gives NaN.
  */
 export function kurtosis(x: Arr, width: number, mode: OpAttrs["kurtosis"]["mode"], seqLen: number): number {
-  const len = mode === "per_token" ? width : width * seqLen;
-  if (x.length % len !== 0) throw new Error(`kurtosis: ${x.length} elements is not a multiple of ${len}`);
+  return kurtosisOfRows([x], [width], mode, seqLen);
+}
+
+/**
+ * The kurtosis of several tensors measured together: row r of the combined tensor is the
+ * concatenation of row r of every part (parts[i] has rows of widths[i]; all have the same number
+ * of rows). This is how a multi-node tap (the q, k and v GEMM outputs of `qkv`) is one vector per
+ * token. Only Σx² and Σx⁴ per vector enter the ratio, so the order of the parts does not matter.
+ */
+export function kurtosisOfRows(parts: readonly Arr[], widths: readonly number[], mode: OpAttrs["kurtosis"]["mode"], seqLen: number): number {
+  if (parts.length === 0 || parts.length !== widths.length) throw new Error(`kurtosis: ${parts.length} inputs, ${widths.length} widths`);
+  const rows = parts[0].length / widths[0];
+  parts.forEach((p, i) => {
+    if (p.length !== rows * widths[i]) throw new Error(`kurtosis: input ${i} has ${p.length} elements, not ${rows} rows of ${widths[i]}`);
+  });
+  const rowsPerVector = mode === "per_token" ? 1 : seqLen;
+  if (!Number.isInteger(rows) || rows % rowsPerVector !== 0) throw new Error(`kurtosis: ${rows} rows is not a multiple of ${rowsPerVector}`);
+  const len = rowsPerVector * widths.reduce((a, b) => a + b, 0);
   let total = 0;
-  for (let o = 0; o < x.length; o += len) {
+  for (let r0 = 0; r0 < rows; r0 += rowsPerVector) {
     let m2 = 0;
     let m4 = 0;
-    for (let j = 0; j < len; j++) {
-      const v2 = x[o + j] * x[o + j];
-      m2 += v2;
-      m4 += v2 * v2;
-    }
-    total += (m4 / len) / (m2 / len) ** 2;
+    parts.forEach((p, i) => {
+      const w = widths[i];
+      for (let j = r0 * w; j < (r0 + rowsPerVector) * w; j++) {
+        const v2 = p[j] * p[j];
+        m2 += v2;
+        m4 += v2 * v2;
+      }
+    });
+    total += m4 / len / (m2 / len) ** 2;
   }
-  return total / (x.length / len);
+  return total / (rows / rowsPerVector);
 }

@@ -171,7 +171,7 @@ export const REFERENCE_KERNELS = {
   cross_entropy: ([logits, targets]) => Float64Array.of(ops.crossEntropy(logits.data, targets.data, last(logits.shape))),
   quantize,
   cast: ([x], n) => x.data.map(n.attrs.to === "bf16" ? roundToBF16 : Math.fround),
-  kurtosis: ([x], n) => Float64Array.of(ops.kurtosis(x.data, last(x.shape), n.attrs.mode, n.attrs.seqLen)),
+  kurtosis: (xs, n) => Float64Array.of(ops.kurtosisOfRows(xs.map((x) => x.data), xs.map((x) => last(x.shape)), n.attrs.mode, n.attrs.seqLen)),
   sum_to: ([x], n) => {
     const out = new Float64Array(numel(n.attrs.shape));
     const map = broadcastIndex(x.shape, n.attrs.shape);

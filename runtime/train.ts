@@ -1,11 +1,12 @@
 // The training loop behind `fogc run`: compile a .fog model, load its data, pick a backend, then
-// batch → train step → JSONL log records, validation, atomic checkpoints, and exact resume (the same
-// losses as an uninterrupted run), with a progress line on stderr.
-import { appendFileSync, existsSync, mkdirSync, statSync } from "node:fs";
+// batch → train step → JSONL log records (kurtosis probes, early warnings), validation, atomic
+// checkpoints, and exact resume (the same losses as an uninterrupted run), progress on stderr.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Diagnostic } from "../grammar/diagnostics.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compile, type Program } from "../compiler/pipeline.js";
+import { parseProbeKey, probeOutputs } from "../compiler/probes.js";
 import type { SourceFile } from "../compiler/resolve.js";
 import {
   checkpointPath,
@@ -21,6 +22,7 @@ import { CpuExecutor } from "./cpu-executor.js";
 import { BatchSampler, loadDataset, validationBatches } from "./data.js";
 import { type Executor, type ExecutorInit, type GpuExecutorModule, zeroMoments } from "./executor.js";
 import { initParams } from "./init.js";
+import { formatWarning, KurtosisMonitor, kurtosisRecord, type MonitorOptions, type Warning } from "./kurtosis.js";
 import { learningRate } from "./optimizer.js";
 
 /** A user-facing failure of `run`/`generate` (bad file, bad option, diverged run): message, exit 1. */
@@ -37,6 +39,14 @@ export class RunError extends Error {
 }
 
 export type BackendChoice = "auto" | "cpu" | "webgpu";
+
+/**
+ * What a kurtosis warning does to the run (`--on-warning`): `continue` logs it; `checkpoint` also
+ * writes a checkpoint of that step and goes on; `stop` writes one (with `--checkpoint DIR`) and
+ * ends the run there, as a success (TrainResult.stopped; `fogc run` exits 0).
+ */
+export type WarningAction = "continue" | "checkpoint" | "stop";
+export const WARNING_ACTIONS: readonly WarningAction[] = ["continue", "checkpoint", "stop"];
 
 /** Where progress goes: a writable with an optional TTY flag (process.stderr by default). */
 export interface ProgressStream {
@@ -67,6 +77,10 @@ export interface TrainOptions {
   progress?: ProgressStream | null;
   /** Called with every log record. */
   onLog?: (record: LogRecord) => void;
+  /** What a kurtosis warning does (default `continue`). */
+  onWarning?: WarningAction;
+  /** Early-warning thresholds (default DEFAULT_MONITOR, docs/probes.md). */
+  monitor?: Partial<MonitorOptions>;
 }
 
 /** One line of the JSONL log. */
@@ -77,8 +91,18 @@ export interface LogRecord {
   grad_norm: number;
   tokens_per_s: number;
   val_loss?: number;
-  /** Probe name → kurtosis; filled in by the probe pass's runtime (empty until then). */
+  /**
+   * On probe steps (every `probes.every` steps): `<probe>_layerNN` → kurtosis and `<probe>_avg`, the
+   * mean over layers (docs/probes.md); `{}` on other steps.
+   */
   kurtosis: Record<string, number>;
+}
+
+/** The JSONL line written for each kurtosis warning, after its step's record. */
+export interface KurtosisWarningEvent extends Warning {
+  event: "kurtosis_warning";
+  /** What the run did about it (`--on-warning`). */
+  action: WarningAction;
 }
 
 export interface TrainResult {
@@ -86,7 +110,7 @@ export interface TrainResult {
   backend: Executor["backend"];
   /** The step the run started from (0, or the resumed checkpoint's). */
   startStep: number;
-  /** The step it ended at (the total). */
+  /** The run's total steps: where it ended, unless `stopped` says otherwise. */
   steps: number;
   /** Training loss of each step run by this call: losses[i] is step startStep + i + 1. */
   losses: number[];
@@ -97,6 +121,10 @@ export interface TrainResult {
   /** Training throughput over this call (tokens per second of train-step time). */
   tokensPerSecond: number;
   seconds: number;
+  /** Kurtosis warnings raised by this call, in order. */
+  warnings: Warning[];
+  /** Set when `--on-warning stop` ended the run early: the step it stopped at and the warning. */
+  stopped?: { step: number; warning: Warning };
 }
 
 /** Compiles the file for training, turning diagnostics into a RunError. */
@@ -156,6 +184,28 @@ function fmtRate(x: number): string {
   return x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
 }
 
+/**
+ * On resume: feeds the monitor the kurtosis records of the log up to `upTo` (the later record of a
+ * step counts), so its baselines and alarms continue where the interrupted run left them.
+ */
+function replayLog(monitor: KurtosisMonitor, path: string, upTo: number): void {
+  if (!existsSync(path)) return;
+  const byStep = new Map<number, Record<string, number>>();
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    let rec: Partial<LogRecord> & { event?: string };
+    try {
+      rec = JSON.parse(line) as Partial<LogRecord> & { event?: string };
+    } catch {
+      continue; // a blank line, or the half-written last line of a crash
+    }
+    if (rec.event !== undefined || typeof rec.step !== "number" || rec.step > upTo || !rec.kurtosis) continue;
+    const perLayer = Object.fromEntries(Object.entries(rec.kurtosis).filter(([k]) => parseProbeKey(k)).map(([k, v]) => [k, v ?? NaN]));
+    if (Object.keys(perLayer).length) byStep.set(rec.step, perLayer);
+    else byStep.delete(rec.step);
+  }
+  for (const step of [...byStep.keys()].sort((a, b) => a - b)) monitor.observe(step, byStep.get(step)!);
+}
+
 function positiveInt(what: string, v: number | undefined, min = 1): void {
   if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new RunError(`${what} must be an integer ≥ ${min}, got ${v}`);
 }
@@ -165,6 +215,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   positiveInt("--seed", options.seed, 0);
   positiveInt("--checkpoint-every", options.checkpointEvery);
   if (options.resume && !options.checkpoint) throw new RunError("--resume needs --checkpoint DIR (the directory the run wrote its checkpoints to)");
+  const action = options.onWarning ?? "continue";
+  if (!WARNING_ACTIONS.includes(action)) throw new RunError(`--on-warning must be one of ${WARNING_ACTIONS.join(", ")}, got ${action}`);
+  if (action === "checkpoint" && !options.checkpoint) throw new RunError("--on-warning checkpoint needs --checkpoint DIR (where to write the checkpoint of a warning's step)");
+  let monitor: KurtosisMonitor;
+  try {
+    monitor = new KurtosisMonitor(options.monitor);
+  } catch (e) {
+    throw new RunError((e as Error).message);
+  }
   const out = options.progress === undefined ? process.stderr : options.progress;
   const notice = (line: string): void => {
     out?.write(line + "\n");
@@ -216,12 +275,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     }
     if (start > total) throw new RunError(`the checkpoint is at step ${start}, beyond this run's ${total} steps; pass a larger --steps`);
     if (options.log) mkdirSync(dirname(resolve(options.log)), { recursive: true });
+    if (options.log && start > 0) replayLog(monitor, options.log, start);
 
     const { optimizer: opt, schedule } = spec;
     const ckptEvery = options.checkpointEvery ?? spec.evalEvery;
     const tokensPerStep = spec.batch * spec.seqLen;
     const tty = out?.isTTY === true;
     const losses: number[] = [];
+    const warnings: Warning[] = [];
+    let stopped: TrainResult["stopped"];
+    // Probes run on every `probes.every`-th step (docs/probes.md); those steps always get a log record.
+    const probeEvery = model.probes.enabled && probeOutputs(program.train).length ? model.probes.every : 0;
+    let noProbeNotice = false;
     let valLoss: number | undefined;
     let lastCheckpoint: string | undefined;
     let trainSeconds = 0;
@@ -255,7 +320,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const t0 = performance.now();
       const batch = sampler.next();
       const lr = learningRate(schedule, opt.lr, step, total);
-      const stats = await exec.trainStep(batch, { step: step + 1, lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay, clip: opt.clip });
+      const probeStep = probeEvery > 0 && (step + 1) % probeEvery === 0;
+      const hyper = { step: step + 1, lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay, clip: opt.clip };
+      const stats = probeStep && exec.trainStepWithProbes ? await exec.trainStepWithProbes(batch, hyper) : await exec.trainStep(batch, hyper);
       const dt = (performance.now() - t0) / 1000;
       trainSeconds += dt;
       windowSeconds += dt;
@@ -264,7 +331,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const done = step + 1;
       const diverged = !Number.isFinite(stats.loss);
       const isEval = done % spec.evalEvery === 0 || done === total;
-      const isLog = done % spec.logEvery === 0 || isEval || diverged;
+      const isLog = done % spec.logEvery === 0 || isEval || diverged || probeStep;
       let recordVal: number | undefined;
       if (isEval && !diverged) {
         let sum = 0;
@@ -272,6 +339,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         valLoss = recordVal = sum / valBatches.length;
       }
       const rate = windowSeconds > 0 ? windowTokens / windowSeconds : 0;
+      if (probeStep && !stats.kurtosis && !noProbeNotice) {
+        noProbeNotice = true;
+        notice(`fogc: the ${exec.backend} backend does not compute kurtosis probes yet; the log's kurtosis stays {} and no early warning runs`);
+      }
+      // A diverged step's probes are NaN: the divergence error below says more than a warning would.
+      const raised = stats.kurtosis && !diverged ? monitor.observe(done, stats.kurtosis) : [];
       if (isLog) {
         const record: LogRecord = {
           step: done,
@@ -280,12 +353,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           grad_norm: stats.gradNorm,
           tokens_per_s: rate,
           ...(recordVal !== undefined ? { val_loss: recordVal } : {}),
-          kurtosis: {},
+          kurtosis: stats.kurtosis ? kurtosisRecord(stats.kurtosis) : {},
         };
         if (options.log) appendFileSync(options.log, JSON.stringify(record) + "\n");
         options.onLog?.(record);
         windowSeconds = 0;
         windowTokens = 0;
+      }
+      if (raised.length) {
+        warnings.push(...raised);
+        if (options.log) {
+          const events = raised.map((w): KurtosisWarningEvent => ({ event: "kurtosis_warning", ...w, action }));
+          appendFileSync(options.log, events.map((e) => JSON.stringify(e) + "\n").join(""));
+        }
+        out?.write(`${tty ? "\r\x1b[K" : ""}${formatWarning(raised)}\n`);
       }
       if (out && (tty || isLog)) {
         const eta = (trainSeconds / (done - start)) * (total - done);
@@ -299,7 +380,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         if (tty) out?.write("\n");
         throw new RunError(`training diverged: the loss is ${stats.loss} at step ${done} (grad norm ${stats.gradNorm})${lastCheckpoint ? `; the last checkpoint is ${lastCheckpoint}` : ""}`);
       }
-      if (dir && (done % ckptEvery === 0 || done === total)) await saveCheckpoint(done);
+      const stop = raised.length > 0 && action === "stop";
+      if (dir && (done % ckptEvery === 0 || done === total || (raised.length > 0 && action !== "continue"))) await saveCheckpoint(done);
+      if (stop) {
+        stopped = { step: done, warning: raised[0] };
+        break;
+      }
     }
     if (tty && out && total > start) out.write("\n");
     if (dir && start === total && !lastCheckpoint) lastCheckpoint = latestCheckpoint(dir);
@@ -314,6 +400,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       ...(lastCheckpoint ? { checkpoint: lastCheckpoint } : {}),
       tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
       seconds: (performance.now() - began) / 1000,
+      warnings,
+      ...(stopped ? { stopped } : {}),
     };
   } finally {
     exec.dispose();

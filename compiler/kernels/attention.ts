@@ -18,6 +18,8 @@ export interface AttentionFp8 {
   scale: { p: number; dS: number };
   /** Indices into the `amax` binding: max |P| (recorded by "fwd") and max |dS| ("bwd_dkv"). */
   amax?: { p: number; dS: number };
+  /** Q, K, V and dO arrive as f32 values (already fake-quantised by the graph's quantize nodes); `scaleInv` is then unused. */
+  f32Inputs?: boolean;
 }
 
 /** Query rows per tile (br), key rows per tile (bc), invocations sharing one row (lanes). */
@@ -90,14 +92,15 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   check(H % HKV === 0, `attention: heads ${H} not a multiple of kv_heads ${HKV}`);
   check([BR, BC, L].every(isPow2) && across % L === 0 && DH % L === 0, `attention: bad tiles ${JSON.stringify(t)} for head_dim ${DH}`);
   check(NT <= 1024, `attention: ${NT} invocations per workgroup`);
-  check(!fp8 || DH % 4 === 0, "attention: FP8 needs head_dim % 4 == 0 (four codes per u32)");
+  const packed = fp8 && !fp8.f32Inputs ? fp8 : undefined; // FP8 codes in, four per u32
+  check(!packed || DH % 4 === 0, "attention: FP8 needs head_dim % 4 == 0 (four codes per u32)");
   const budget = cfg.maxSharedBytes ?? 16384;
   check(sharedFloats(pass, DH, t) * 4 <= budget, `attention: tiles ${JSON.stringify(t)} need more than ${budget} bytes of workgroup memory`);
 
   const b = new WgslBuilder(`${cfg.name}_${pass}`, `attention ${pass} B=${batch} T=${T} H=${H}/${HKV} Dh=${DH}${fp8 ? " fp8dpa" : ""}`);
   b.constant("T", "u32", T).constant("H", "u32", H).constant("HKV", "u32", HKV).constant("DH", "u32", DH);
   b.constant("GROUP", "u32", H / HKV).constant("NT", "u32", NT).constant("SCALE", "f32", cfg.scale);
-  const inT = fp8 ? "u32" : "f32";
+  const inT = packed ? "u32" : "f32";
   const codecs: Partial<Record<Fp8Format, Codec>> = {};
   const codec = (fmt: Fp8Format): Codec => (codecs[fmt] ??= fp8Codec(b, fmt, true));
 
@@ -149,10 +152,10 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   };
   const QW = H * DH;
   const KW = HKV * DH;
-  const loadQ = (t0: string): string[] => load(qs, "q", BR, t0, QW, "h", fp8 && "e4m3", fp8?.scaleInv.q);
-  const loadK = (t0: string): string[] => load(ks, "k", BC, t0, KW, "g", fp8 && "e4m3", fp8?.scaleInv.k);
-  const loadV = (t0: string): string[] => load(vs, "v", BC, t0, KW, "g", fp8 && "e4m3", fp8?.scaleInv.v);
-  const loadDO = (t0: string): string[] => load(dos, "dout", BR, t0, QW, "h", fp8 && "e5m2", fp8?.scaleInv.dO);
+  const loadQ = (t0: string): string[] => load(qs, "q", BR, t0, QW, "h", packed && "e4m3", packed?.scaleInv.q);
+  const loadK = (t0: string): string[] => load(ks, "k", BC, t0, KW, "g", packed && "e4m3", packed?.scaleInv.k);
+  const loadV = (t0: string): string[] => load(vs, "v", BC, t0, KW, "g", packed && "e4m3", packed?.scaleInv.v);
+  const loadDO = (t0: string): string[] => load(dos, "dout", BR, t0, QW, "h", packed && "e5m2", packed?.scaleInv.dO);
   /** dot of q-side row `i` of `a` with k-side row `j` of `bArr`; the same loop in every pass keeps S bit-identical. */
   const dot = (out: string, a: string, i: string, bArr: string, j: string): string[] => [
     `var ${out} = 0.0;`,
