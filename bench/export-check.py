@@ -15,7 +15,9 @@ For each tiny example:
 Compared: loss vs fogc's logged step-3 loss (relative 1e-3); gradients vs the CPU reference (global
 relative L2 1e-3, worst tensor 1e-2); grad norm vs the log (1e-3); parameter update vs fogc's step-3
 checkpoint (global relative L2 of the update difference 1e-2). The pure-fp32 loss (no bf16 rounding) is
-reported for information. With --backend webgpu the loss is fogc's GPU loss, the gradients still the CPU
+reported for information. Then the .fog recipe (bf16 autocast + FP8 GEMMs, fp8.py) runs on the same weights and batch
+(after one pass that sets the delayed scales): loss within 2e-2 and gradients within 0.25 (relative L2)
+of the bf16 numbers, a loose check that the FP8 path is wired right. With --backend webgpu the loss is fogc's GPU loss, the gradients still the CPU
 reference's.
 """
 import argparse
@@ -35,7 +37,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 2  # checkpoint step; the loss of step K + 1 is compared
-TOL = {"loss": 1e-3, "grad": 1e-3, "grad_worst": 1e-2, "grad_norm": 1e-3, "update": 1e-2}
+TOL = {"loss": 1e-3, "grad": 1e-3, "grad_worst": 1e-2, "grad_norm": 1e-3, "update": 1e-2, "recipe_loss": 2e-2, "recipe_grad": 0.25}
 
 
 def sh(cmd, log):
@@ -73,7 +75,7 @@ def load_package(path, name):
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
-    return {sub: importlib.import_module(name + "." + sub) for sub in ("model", "train", "schedule", "safetensors_lite")}
+    return {sub: importlib.import_module(name + "." + sub) for sub in ("model", "train", "schedule", "safetensors_lite", "fp8")}
 
 
 def sdpa_math():
@@ -100,7 +102,7 @@ def tensor_rel(diffs):
     return math.sqrt(num) / max(math.sqrt(den), 1e-30), worst
 
 
-def torch_side(example, work, device):
+def torch_side(example, work, device, fp8_backend):
     pkg = load_package(os.path.join(work, "export"), "fogx_" + example.replace("-", "_"))
     M, T, S = pkg["model"], pkg["train"], pkg["schedule"]
     read = pkg["safetensors_lite"].read_torch
@@ -152,6 +154,23 @@ def torch_side(example, work, device):
         upd[n] = (p.detach().cpu() - before["param." + n] - d_ref, d_ref)
     out["update_rel"], out["update_worst"] = tensor_rel(upd)
 
+    # The .fog recipe (bf16 autocast + its FP8 GEMMs) on the same weights and batch, against the
+    # bf16_gemm_inputs numbers: a first forward/backward records amaxes, fp8.update sets the delayed
+    # scales, the second is compared (loosely: FP8 rounding is not fogc's emulation of it).
+    model3 = M.Model().to(device)
+    out["recipe_report"] = model3.set_precision("recipe", fp8_backend=fp8_backend)
+    M.load_fogc_checkpoint(model3, ckpt(work, K))
+    model3(tokens, targets).backward()
+    model3.zero_grad(set_to_none=True)
+    pkg["fp8"].update(model3)
+    loss3 = model3(tokens, targets)
+    loss3.backward()
+    out["recipe_loss"] = float(loss3)
+    out["recipe_loss_rel"] = rel(out["recipe_loss"], out["loss_export"])
+    out["recipe_grad_rel"], out["recipe_grad_worst"] = tensor_rel(
+        {n: (p.grad.detach().float().cpu() - ref["grad." + n], ref["grad." + n]) for n, p in model3.named_parameters()})
+    out["recipe_pass"] = math.isfinite(out["recipe_loss"]) and out["recipe_loss_rel"] <= TOL["recipe_loss"] and out["recipe_grad_rel"] <= TOL["recipe_grad"]
+
     out["pass"] = (out["loss_rel"] <= TOL["loss"] and out["grad_rel"] <= TOL["grad"] and out["grad_worst"][1] <= TOL["grad_worst"]
                    and out["grad_norm_rel"] <= TOL["grad_norm"] and out["update_rel"] <= TOL["update"] and out["lr_rel"] <= 1e-9)
     return out
@@ -165,6 +184,7 @@ def main():
     ap.add_argument("--workdir", default=os.path.join(ROOT, "runs", "export-check"))
     ap.add_argument("--jobs", type=int, default=min(7, os.cpu_count() or 1), help="fogc runs in parallel")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--fp8-backend", choices=["auto", "te", "torch"], default="auto", help="FP8 target of the recipe check")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -181,25 +201,30 @@ def main():
             work = os.path.join(args.workdir, e)
             try:
                 node_s = futures[e].result()
-                r = torch_side(e, work, device)
+                r = torch_side(e, work, device, args.fp8_backend)
                 r["fogc_seconds"] = node_s
             except Exception as ex:  # one architecture's failure must not hide the others'
-                r = {"arch": e, "pass": False, "error": "%s: %s" % (type(ex).__name__, ex)}
+                r = {"arch": e, "pass": False, "recipe_pass": False, "error": "%s: %s" % (type(ex).__name__, ex)}
             results.append(r)
             if "error" in r:
                 print("FAIL %-28s %s" % (e, r["error"]), flush=True)
             else:
-                print("%s %-28s loss %.6f vs fogc %.6f (rel %.1e; fp32 rel %.1e)  grads rel %.1e (worst %s %.1e)  grad_norm rel %.1e  update rel %.1e" % (
-                    "PASS" if r["pass"] else "FAIL", e, r["loss_export"], r["loss_fogc"], r["loss_rel"], r["loss_fp32_rel"], r["grad_rel"],
-                    r["grad_worst"][0], r["grad_worst"][1], r["grad_norm_rel"], r["update_rel"]), flush=True)
+                print("%s %-28s loss %.6f vs fogc %.6f (rel %.1e; fp32 rel %.1e)  grads rel %.1e (worst %s %.1e)  grad_norm rel %.1e  update rel %.1e"
+                      "  | recipe %s: loss rel %.1e, grads rel %.1e" % (
+                          "PASS" if r["pass"] else "FAIL", e, r["loss_export"], r["loss_fogc"], r["loss_rel"], r["loss_fp32_rel"], r["grad_rel"],
+                          r["grad_worst"][0], r["grad_worst"][1], r["grad_norm_rel"], r["update_rel"],
+                          "PASS" if r["recipe_pass"] else "FAIL", r["recipe_loss_rel"], r["recipe_grad_rel"]), flush=True)
+                for line in r["recipe_report"]:
+                    print("     recipe: " + line)
     summary = {"backend": args.backend, "device": str(device), "torch": torch.__version__, "tolerances": TOL, "checkpoint_step": K,
                "seconds": time.time() - t0, "passed": sum(1 for r in results if r["pass"]), "failed": sum(1 for r in results if not r["pass"]),
+               "recipe_failed": sum(1 for r in results if not r["recipe_pass"]),
                "results": results}
     with open(args.out, "w") as f:
         json.dump(summary, f, indent=2)
-    print("%d passed, %d failed" % (summary["passed"], summary["failed"]))
+    print("%d passed, %d failed (fogc parity); recipe-mode checks failed: %d" % (summary["passed"], summary["failed"], summary["recipe_failed"]))
     print("wrote %s" % args.out)
-    sys.exit(0 if summary["failed"] == 0 else 1)
+    sys.exit(0 if summary["failed"] == 0 and summary["recipe_failed"] == 0 else 1)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 #   bash bench/export-check.sh [SUMMARY.json] [--backend cpu|webgpu] [--only fog-flash-tiny] [--jobs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-runs/export-check.json}"
-[ $# -gt 0 ] && shift
+out=runs/export-check.json
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then out="$1"; shift; fi
 mkdir -p "$(dirname "$out")"
 python3 -c 'import torch' 2>/dev/null || { echo "FAIL export-check: python3 cannot import torch"; exit 1; }
 command -v node >/dev/null || { echo "FAIL export-check: no node (source .gpu/enter.sh first)"; exit 1; }

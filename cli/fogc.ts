@@ -138,7 +138,7 @@ async function main(): Promise<void> {
           if (r.stopped) {
             const w = r.stopped.warning;
             console.log(
-              `${r.model}: stopped at step ${r.stopped.step} of ${r.steps} by --on-warning stop: ${w.layer === null ? w.probe : `layer ${w.layer} ${w.probe}`} kurtosis ${w.value.toPrecision(4)} (baseline ${w.baseline.toPrecision(4)})` +
+              `${r.model}: stopped at step ${r.stopped.step} of ${r.steps} by --on-warning stop after a kurtosis warning (${w.layer === null ? w.probe : `layer ${w.layer} ${w.probe}`}, see above)` +
                 (r.checkpoint ? `\ncheckpoint ${r.checkpoint} (continue with --resume)` : "; no checkpoint written (no --checkpoint DIR)"),
             );
             return;

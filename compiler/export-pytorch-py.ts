@@ -608,12 +608,20 @@ def _scaled_mm_ok(a, b):
     return a.shape[0] % 16 == 0 and a.shape[1] % 16 == 0 and b.shape[1] % 16 == 0
 
 
+_WARNED = []
+
+
 def _mm(a, b, a_inv, b_inv, out_dtype):
     """(a / s_a) @ (b / s_b) from FP8 operands: torch._scaled_mm (a row-major, b column-major, FP32
     accumulation) where the device and shapes allow, else dequantised in fp32 (same values)."""
     if _scaled_mm_ok(a, b):
-        r = torch._scaled_mm(a, b, scale_a=a_inv, scale_b=b_inv, out_dtype=out_dtype)
-        return r[0] if isinstance(r, tuple) else r
+        try:
+            r = torch._scaled_mm(a, b, scale_a=a_inv, scale_b=b_inv, out_dtype=out_dtype)
+            return r[0] if isinstance(r, tuple) else r
+        except RuntimeError as e:  # a layout/dtype combination this torch build refuses
+            if not _WARNED:
+                _WARNED.append(True)
+                warnings.warn("torch._scaled_mm refused %s x %s -> %s (%s); dequantising instead" % (a.dtype, b.dtype, out_dtype, e))
     with torch.autocast(device_type=a.device.type, enabled=False):
         return ((a.float() * a_inv) @ (b.float() * b_inv)).to(out_dtype)
 

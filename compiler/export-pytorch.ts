@@ -520,6 +520,7 @@ function fp8Py(m: CheckedModel, rules: PrecisionRule[], gemms: GemmRule[]): stri
     `from __future__ import annotations`,
     ``,
     `import contextlib`,
+    `import warnings`,
     `from dataclasses import dataclass`,
     `from typing import Tuple`,
     ``,

@@ -6,7 +6,8 @@ import { numel, paramNodes } from "../compiler/ir.js";
 import { pruneGraph } from "./cpu-executor.js";
 import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
 import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
-import { type BuiltPlan, buildPlan, type GraphPlan, KEYS, PipelineCache, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
+import { type BuiltPlan, buildPlan, PipelineCache } from "./gpu-build.js";
+import { type GraphPlan, KEYS, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
@@ -69,6 +70,8 @@ export class GpuExecutor implements Executor {
     private readonly probes: Program | undefined,
     private readonly readback: GPUBuffer,
     private readonly vocab: number,
+    /** Every buffer the executor made (destroyed by dispose; the plans destroy their own). */
+    private readonly made: GPUBuffer[],
   ) {}
 
   /** Plans and builds everything a run needs: buffers, pipelines (compiled once) and bind groups. */
@@ -134,18 +137,16 @@ export class GpuExecutor implements Executor {
         if (stateCopy) ext.set(KEYS.scales, stateCopy.scales).set(KEYS.heads, stateCopy.heads).set(KEYS.hist, stateCopy.hist);
         return { plan, built: await buildPlan(gpu, plan, ext, cache, label), ...(stateCopy ? { stateCopy } : {}) };
       };
-      // Built concurrently: their pipelines compile in parallel and identical kernels are compiled once.
-      const [train, loss, logits, probes] = await Promise.all([
-        program(trainPlan, "train step", false),
-        program(lossPlan, "eval loss", true),
-        program(logitsPlan, "logits", true),
-        probePlan && program(probePlan, "train step with probes", false),
-      ]);
+      // One after the other (error scopes are a per-device stack); the cache compiles a kernel the
+      // plans share once, so the eval, sampling and probe plans add little.
+      const train = await program(trainPlan, "train step", false);
+      const loss = await program(lossPlan, "eval loss", true);
+      const logits = await program(logitsPlan, "logits", true);
+      const probes = probePlan && (await program(probePlan, "train step with probes", false));
       const logitsNode = g.nodes[g.outputs.logits];
       const vocab = logitsNode.shape[logitsNode.shape.length - 1];
       const readback = buf(Math.max(8 + probeNames.length * 4, g.batch * vocab * 4), "readback", GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
-      const exec = new GpuExecutor(gpu, owns, g, order, externals, state, train, loss, logits, probes, readback, vocab);
-      exec.made.push(...made);
+      const exec = new GpuExecutor(gpu, owns, g, order, externals, state, train, loss, logits, probes, readback, vocab, made);
       await exec.resetScales();
       return exec;
     } catch (e) {
@@ -153,8 +154,6 @@ export class GpuExecutor implements Executor {
       throw e;
     }
   }
-
-  private readonly made: GPUBuffer[] = [];
 
   /** Plans' kernel labels and memory (for benchmarks and reports). */
   get plans(): { train: BuiltPlan; loss: BuiltPlan; logits: BuiltPlan } {
@@ -194,6 +193,11 @@ export class GpuExecutor implements Executor {
   }
 
   private writeBatch(batch: { tokens: Int32Array; targets?: Int32Array }): void {
+    // The kernels clamp ids into the vocabulary; the reference rejects them, and so does this.
+    for (const [what, ids] of [["token", batch.tokens], ["target", batch.targets]] as const) {
+      const bad = ids?.findIndex((t) => !(t >= 0 && t < this.vocab)) ?? -1;
+      if (bad >= 0) throw new Error(`GpuExecutor: ${what} ${ids![bad]} at ${bad} is outside the vocabulary [0, ${this.vocab})`);
+    }
     const q = this.gpu.device.queue;
     q.writeBuffer(this.externals.get(KEYS.tokens)!, 0, batch.tokens);
     if (batch.targets) q.writeBuffer(this.externals.get(KEYS.targets)!, 0, batch.targets);
@@ -201,15 +205,15 @@ export class GpuExecutor implements Executor {
 
   /** Forward, backward, grad norm, clip, AdamW and the scale update in one command buffer; reads back loss and grad norm. */
   async trainStep(batch: Batch, hyper: AdamWStep, timestamps?: Timestamps): Promise<StepStats> {
-    return this.step1(this.train, batch, hyper, timestamps);
+    return this.step1(this.train, batch, hyper, false, timestamps);
   }
 
   /** The same step with the kurtosis probes computed too (StepStats.kurtosis); the loss, update and scales are trainStep's. */
   async trainStepWithProbes(batch: Batch, hyper: AdamWStep): Promise<StepStats> {
-    return this.step1(this.probes ?? this.train, batch, hyper);
+    return this.step1(this.probes ?? this.train, batch, hyper, true);
   }
 
-  private async step1(p: Program, batch: Batch, hyper: AdamWStep, timestamps?: Timestamps): Promise<StepStats> {
+  private async step1(p: Program, batch: Batch, hyper: AdamWStep, withProbes: boolean, timestamps?: Timestamps): Promise<StepStats> {
     this.live();
     this.checkTokens(batch.tokens, "trainStep");
     if (!(hyper.step >= 1)) throw new Error(`GpuExecutor.trainStep: step must be ≥ 1, got ${hyper.step}`);
@@ -222,7 +226,7 @@ export class GpuExecutor implements Executor {
     const out = new Float32Array(await this.run(p, reads, timestamps));
     this.step = hyper.step;
     const stats: StepStats = { loss: out[0], gradNorm: Math.sqrt(out[1]) };
-    if (p === this.probes) stats.kurtosis = Object.fromEntries(probes.map((k, i) => [k.slice(KURTOSIS.length), out[2 + i]]));
+    if (withProbes) stats.kurtosis = Object.fromEntries(probes.map((k, i) => [k.slice(KURTOSIS.length), out[2 + i]]));
     return stats;
   }
 

@@ -12,7 +12,7 @@ export interface MonitorOptions {
   minHistory: number;
   /** Band half-width in robust standard deviations σ̂ = 1.4826·MAD of log-kurtosis. */
   k: number;
-  /** Smallest band half-width, in log-kurtosis: log 1.25, i.e. a 25% rise over the baseline median. */
+  /** Smallest band half-width, in log-kurtosis: log 1.4, i.e. a 40% rise over the baseline median. */
   minRise: number;
   /** Consecutive points above the band that raise a `band` warning. */
   consecutive: number;
@@ -25,9 +25,9 @@ export const DEFAULT_MONITOR: Readonly<MonitorOptions> = {
   window: 20,
   warmup: 5,
   minHistory: 8,
-  k: 4,
-  minRise: Math.log(1.25),
-  consecutive: 3,
+  k: 5,
+  minRise: Math.log(1.4),
+  consecutive: 2,
   jump: Math.log(2),
 };
 
@@ -158,7 +158,8 @@ export function formatWarning(warnings: readonly Warning[]): string {
         ? `jumped above its band (≤ ${w.threshold.toPrecision(3)})`
         : `has been above its band (≤ ${w.threshold.toPrecision(3)}) since step ${w.since}`;
   const more = warnings.length > 1 ? `; ${warnings.length - 1} more probe${warnings.length > 2 ? "s" : ""} out of band` : "";
-  return `fogc: kurtosis warning at step ${w.step}: ${where} kurtosis ${w.value.toPrecision(4)}, baseline ${w.baseline.toPrecision(4)}, ${why}${more}`;
+  const baseline = Number.isFinite(w.baseline) ? w.baseline.toPrecision(4) : "not known yet";
+  return `fogc: kurtosis warning at step ${w.step}: ${where} kurtosis ${w.value.toPrecision(4)}, baseline ${baseline}, ${why}${more}`;
 }
 
 /** A log record's kurtosis: every per-layer value, plus `<probe>_avg`, the mean over its layers. */

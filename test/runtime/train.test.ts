@@ -89,7 +89,7 @@ describe("train", () => {
     expect(lines.map((l) => l.val_loss !== undefined)).toEqual([false, true, false, true]);
     for (const l of lines) {
       expect(Object.keys(l).sort()).toEqual(["grad_norm", "kurtosis", "loss", "lr", "step", "tokens_per_s", ...(l.val_loss !== undefined ? ["val_loss"] : [])].sort());
-      expect(l.kurtosis).toEqual({});
+      expect(Object.keys(l.kurtosis).length).toBe(l.step % 10 === 0 ? 16 : 0); // probes every 10 steps: 8 tensors, 8 layer means
       expect(l.loss).toBe(r.losses[l.step - 1]);
       expect(l.tokens_per_s).toBeGreaterThan(0);
     }
@@ -195,11 +195,12 @@ describe("train", () => {
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
         child.on("close", (status) => res({ status, stdout, stderr }));
       });
-    const [run, gen, corrupt, missing] = await Promise.all([
+    const [run, gen, corrupt, missing, noDir] = await Promise.all([
       fogc("run", fog, "--model", "tiny", "--backend", "cpu", "--steps", "2", "--checkpoint", join(dir, "ck2")),
       fogc("generate", good, "--prompt", "the ", "--tokens", "5", "--temperature", "0"),
       fogc("generate", bad, "--prompt", "x", "--tokens", "3"),
       fogc("run", join(dir, "nope.fog")),
+      fogc("run", fog, "--model", "tiny", "--on-warning", "checkpoint"),
     ]);
     expect(run.stderr).toMatch(/^step 2\/2  loss \d\.\d{4}  val \d\.\d{4}  lr \S+  \d+(\.\d)?k? tok\/s  ETA 0s\n$/); // not a TTY: a line per log step
     expect(run.status).toBe(0);
@@ -213,5 +214,7 @@ describe("train", () => {
     expect(corrupt.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/^fogc: no such file: .*nope\.fog\n$/);
+    expect(noDir.status).toBe(1);
+    expect(noDir.stderr).toMatch(/^fogc: --on-warning checkpoint needs --checkpoint DIR/);
   });
 });

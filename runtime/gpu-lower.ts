@@ -1,0 +1,443 @@
+// The lowering table: one entry per op kind (exhaustive, `satisfies`) saying which generated
+// kernel(s) compute a node and over which buffers, through the planner's context (runtime/gpu-plan.ts).
+// An op or shape a kernel cannot take fails here, at plan time, naming the node.
+import type { Graph, Node, NodeOf, OpKind } from "../compiler/ir.js";
+import { numel } from "../compiler/ir.js";
+import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
+import * as ew from "../compiler/kernels/elementwise.js";
+import { generateGemm } from "../compiler/kernels/gemm.js";
+import { type Broadcast, type Ew, type KernelSource, kurtosis, nextPow2, reduce, sumToShape } from "../compiler/kernels/reduce.js";
+import * as row from "../compiler/kernels/rowwise.js";
+import { FP8_FORMATS } from "./fp8.js";
+import * as rk from "./gpu-kernels.js";
+
+/** A binding's view of a logical buffer (an offset view needs minStorageBufferOffsetAlignment). */
+export interface BufferView {
+  buffer: number;
+  offset: number;
+  /** Bytes bound; undefined: the whole logical buffer (sized when planning ends). */
+  bytes?: number;
+}
+
+/** The device limits planning depends on. */
+export interface PlanOptions {
+  /** The device's maxComputeWorkgroupStorageSize (attention tiles). */
+  maxSharedBytes: number;
+  /** The device's maxStorageBufferBindingSize. */
+  maxBindingBytes: number;
+  /** The device's minStorageBufferOffsetAlignment. */
+  offsetAlign: number;
+}
+
+/** External buffer keys the executor provides. */
+export const KEYS = {
+  param: (name: string) => `param:${name}`,
+  m: (name: string) => `m:${name}`,
+  v: (name: string) => `v:${name}`,
+  tokens: "input:tokens",
+  targets: "input:targets",
+  scales: "state:scales",
+  heads: "state:heads",
+  hist: "state:hist",
+  hyper: "step:hyper",
+  /** Per-step amax scratch (made by the plan, pinned and zeroed each step). */
+  atomics: "step:atomics",
+} as const;
+
+/** A plan-time failure: names the node, its op and the reason. */
+export class PlanError extends Error {
+  override readonly name = "PlanError";
+}
+
+/** What a lowering rule sees: the node, its inputs' buffers, and the planner's allocators. */
+export interface Ctx {
+  node: Node;
+  graph: Graph;
+  opts: PlanOptions;
+  /** Buffer holding input i's value. */
+  in(i: number): number;
+  shape(i: number): number[];
+  /** A new transient buffer for the node's value. */
+  out(): number;
+  /** The node's value is an existing buffer. */
+  alias(buffer: number): void;
+  scratch(bytes: number, what: string): number;
+  /** A buffer uploaded once (per-use slot words). */
+  constant(data: Uint32Array, what: string): number;
+  external(key: string, bytes: number): number;
+  /** Appends a kernel; `bind` maps each binding name of `src` to a buffer (or a view of one). */
+  kernel(what: string, src: KernelSource, bind: Record<string, number | BufferView>): void;
+  memo<T>(key: string, make: () => T): T;
+  ring(slot: number): rk.SlotRing;
+  /** `count` u32 words of the per-step atomic amax scratch (zeroed each step), starting on a binding-offset boundary when `aligned`. */
+  atomics(count: number, aligned: boolean): number;
+  fail(msg: string): never;
+}
+
+export type Lower<K extends OpKind> = (n: NodeOf<K>, cx: Ctx) => void;
+
+const last = (s: readonly number[]): number => (s.length ? s[s.length - 1] : 1);
+const kname = (n: { name: string }): string => n.name.replace(/[^A-Za-z0-9]/g, "_");
+
+/** How `b` broadcasts onto `a` viewed as [rows, last dim]. */
+function broadcastOf(a: readonly number[], b: readonly number[], cx: Ctx): Broadcast {
+  const n = numel(a);
+  const cols = last(a);
+  const nb = numel(b);
+  const core = b.slice(b.findIndex((d) => d !== 1));
+  if (nb === n && b.length <= a.length && b.every((d, i) => d === a[a.length - b.length + i])) return "none";
+  if (nb === 1) return "scalar";
+  if (core.length === 1 && core[0] === cols && last(b) === cols) return "row";
+  if (last(b) === 1 && nb === n / cols && b.length === a.length && b.slice(0, -1).every((d, i) => d === a[i])) return "col";
+  return cx.fail(`cannot broadcast [${b}] onto [${a}] (supported: same shape, [last dim], [rows, 1], a scalar)`);
+}
+
+/** An elementwise kernel over the node's first input's shape. */
+function ewNode(expr: Ew, inputs: number): Lower<OpKind> {
+  return (n, cx) => {
+    const a = cx.shape(0);
+    const bcs: Broadcast[] = Array.from({ length: inputs }, (_, i) => (i === 0 ? "none" : broadcastOf(a, cx.shape(i), cx)));
+    const y = cx.out();
+    const src = ew.elementwise({ name: kname(n), rows: numel(a) / last(a), cols: last(a), inputs: bcs, expr });
+    cx.kernel(n.op, src, { ...Object.fromEntries(bcs.map((_, i) => [`in${i}`, cx.in(i)])), y });
+  };
+}
+const unaryEw = (op: "gelu" | "silu" | "tanh"): Lower<OpKind> => ewNode({ op, args: [{ in: 0 }] }, 1);
+const binaryEw = (op: "add" | "sub" | "mul" | "div" | "gelu_grad" | "silu_grad" | "tanh_grad"): Lower<OpKind> =>
+  ewNode({ op, args: [{ in: 0 }, { in: 1 }] }, 2);
+
+/** Partial results [parts, inner] written by `write(target)`, summed into `out` (deterministic). */
+function withParts(cx: Ctx, what: string, parts: number, inner: number, out: number, write: (target: number) => void): void {
+  if (parts <= 1) return write(out);
+  const tmp = cx.scratch(parts * inner * 4, `${what} partials`);
+  write(tmp);
+  cx.kernel(`${what} sum`, reduce({ name: `${kname(cx.node)}_parts`, outer: 1, red: parts, inner, op: "sum" }), { in0: tmp, y: out });
+}
+
+/** Parts for a reduction of `red` values: about 1024 per workgroup, at most 64. */
+export const partsFor = (red: number): number => Math.max(1, Math.min(64, Math.ceil(red / 1024)));
+
+/** Row-wise kernels' workgroup size: a power of two up to 64, no wider than the row. */
+function rowWg(width: number): number {
+  let w = 8;
+  while (w < 64 && w < width) w *= 2;
+  return w;
+}
+
+function normConfig(n: NodeOf<"rmsnorm" | "layernorm" | "rmsnorm_grad" | "layernorm_grad">, cx: Ctx) {
+  const { eps, group } = n.attrs;
+  const kind = n.op === "rmsnorm" || n.op === "rmsnorm_grad" ? ("rms" as const) : ("layer" as const);
+  return { name: kname(n), kind, rows: numel(cx.shape(0)) / group, width: group, eps, wg: rowWg(group) };
+}
+
+/**
+ * FP8DPA (attrs.fp8): P (E4M3) and dS (E5M2) are fake-quantised inside the attention kernels with
+ * their slots' delayed scales, gathered into a 2-word buffer so that one pipeline serves every
+ * layer; the kernels record amax(P) / amax(dS) into an aligned pair of per-step scratch words, and a
+ * record kernel moves each into its slot's history. The scales must be delayed (the kernels cast
+ * with a stored scale; current/blockwise P/dS scaling would need a pass over the attention first).
+ */
+function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
+  const f = n.attrs.fp8;
+  if (!f) return undefined;
+  return cx.memo(`attn_fp8:${f.p},${f.ds}`, () => {
+    const slots = [cx.graph.scaleSlots[f.p], cx.graph.scaleSlots[f.ds]];
+    slots.forEach((s, i) => {
+      const want = i === 0 ? "e4m3" : "e5m2";
+      if (!s) cx.fail(`no scale slot #${i === 0 ? f.p : f.ds}`);
+      if (s.scaling.kind !== "delayed") cx.fail(`FP8DPA's ${i === 0 ? "P" : "dS"} slot "${s.name}" uses ${s.scaling.kind} scaling; the GPU attention kernels support delayed scaling of P and dS only (use the CPU backend)`);
+      if (s.format !== want || !s.saturate) cx.fail(`FP8DPA's ${i === 0 ? "P" : "dS"} slot "${s.name}" is ${s.format}${s.saturate ? "" : " non-saturating"}; the GPU attention kernels cast P to saturating e4m3 and dS to saturating e5m2`);
+    });
+    const state = stateOf(cx);
+    const pair = cx.scratch(8, "P/dS scales");
+    const idx = Uint32Array.of(f.p, f.ds);
+    cx.kernel("P/dS scales", rk.gatherScales({ name: kname(n) }), { slot_info: cx.constant(idx, "P/dS slots"), scales: state.scales, y: pair });
+    const at = cx.atomics(2, true);
+    const amax = cx.external(KEYS.atomics, 0);
+    const record = (which: 0 | 1): void => {
+      const info = rk.slotInfo(cx.ring(which === 0 ? f.p : f.ds), at + which);
+      cx.kernel(`record amax ${which === 0 ? "P" : "dS"}`, rk.recordAmax({ name: kname(n) }), { slot_info: cx.constant(info, "slot"), amax, heads: state.heads, hist: state.hist });
+    };
+    return {
+      cfg: { scaleInv: { q: 0, k: 0, v: 0, dO: 0 }, scale: { p: 0, dS: 1 }, amax: { p: 0, dS: 1 }, f32Inputs: true },
+      bind: { scales: pair, amax: { buffer: amax, offset: at * 4, bytes: 8 } },
+      record,
+    };
+  });
+}
+
+/** One attention pass; for short sequences tiles of the sequence's size (less work, faster compiles) when they fit. */
+function attentionKernel(cfg: AttentionConfig, pass: AttentionPass): KernelSource {
+  const p = Math.max(4, nextPow2(cfg.seqLen));
+  const lanes = [8, 4].find((l) => l <= p && cfg.headDim % l === 0);
+  if (p < 64 && lanes) {
+    try {
+      return attention({ ...cfg, tiles: { br: p, bc: p, lanes } }, pass);
+    } catch {
+      // the small tiles do not fit this head_dim's shared memory: the generator's own choice
+    }
+  }
+  return attention(cfg, pass);
+}
+
+/** Attention forward (O, lse) for q, k, v, shared by the forward node and every backward node that needs it. */
+function attentionFwd(cx: Ctx, n: NodeOf<"attention" | "attention_grad">): { o: number; lse: number } {
+  const [q, k, v] = [0, 1, 2].map((i) => cx.in(i));
+  return cx.memo(`attn:${q},${k},${v}`, () => {
+    const fp8 = attentionFp8(n, cx);
+    const cfg = attnConfig(n, cx, fp8?.cfg);
+    const o = cx.scratch(numel(cx.shape(0)) * 4, "attention output");
+    const lse = cx.scratch(cfg.batch * cfg.heads * cfg.seqLen * 4, "attention lse");
+    cx.kernel("attention fwd", attentionKernel(cfg, "fwd"), { q, k, v, o, lse, ...(fp8?.bind ?? {}) });
+    fp8?.record(0);
+    return { o, lse };
+  });
+}
+
+function attnConfig(n: NodeOf<"attention" | "attention_grad">, cx: Ctx, fp8?: AttentionFp8): AttentionConfig {
+  const a = n.attrs;
+  const rows = cx.shape(0)[0];
+  if (rows % a.seqLen !== 0) cx.fail(`${rows} rows is not a multiple of seq_len ${a.seqLen}`);
+  return {
+    name: kname(n),
+    batch: rows / a.seqLen,
+    seqLen: a.seqLen,
+    heads: a.heads,
+    kvHeads: a.kvHeads,
+    headDim: a.headDim,
+    scale: a.scale,
+    causal: a.causal,
+    maxSharedBytes: cx.opts.maxSharedBytes,
+    ...(fp8 ? { fp8 } : {}),
+  };
+}
+
+/** The scale-state buffers (the executor's, or an evaluation's private copy). */
+function stateOf(cx: Ctx): { scales: number; heads: number; hist: number } {
+  return { scales: cx.external(KEYS.scales, 0), heads: cx.external(KEYS.heads, 0), hist: cx.external(KEYS.hist, 0) };
+}
+
+/** The FP8 fake cast through a slot, by its recipe (papers.md §2). */
+const lowerQuantize: Lower<"quantize"> = (n, cx) => {
+  const slot = cx.graph.scaleSlots[n.attrs.slot];
+  if (!slot) cx.fail(`no scale slot #${n.attrs.slot}`);
+  const ring = cx.ring(slot.id);
+  const x = cx.in(0);
+  const y = cx.out();
+  const nel = numel(n.shape);
+  const fmax = FP8_FORMATS[slot.format].maxFinite;
+  const state = stateOf(cx);
+  const sc = slot.scaling;
+  const base = { name: kname(n), n: nel, format: slot.format, saturate: slot.saturate };
+  if (sc.kind === "delayed") {
+    const slot_info = cx.constant(rk.slotInfo(ring), "slot");
+    cx.kernel("quantize", rk.fakeQuant({ ...base, record: true }), { x, y, slot_info, ...state });
+  } else if (sc.kind === "current") {
+    const slot_info = cx.constant(rk.slotInfo(ring, cx.atomics(1, false)), "slot");
+    const amax = cx.external(KEYS.atomics, 0);
+    cx.kernel("amax", rk.absmaxBits({ name: kname(n), n: nel }), { x, slot_info, amax });
+    const recipe = { fmax, margin: sc.margin, pow2: sc.pow2 };
+    cx.kernel("scale", rk.recordAmax({ name: kname(n), recipe }), { slot_info, amax, ...state });
+    cx.kernel("quantize", rk.fakeQuant({ ...base, record: false }), { x, y, slot_info, scales: state.scales });
+  } else {
+    const s = n.shape;
+    const rows = s.length ? numel(s) / last(s) : 1;
+    const cols = s.length ? last(s) : 1;
+    const [br, bc] = slot.role === "weight" ? sc.weightBlock : sc.activationBlock;
+    const cfg = { ...base, rows, cols, blockRows: Math.min(br, rows), blockCols: Math.min(bc, cols), pow2: sc.pow2, fmax };
+    const slot_info = cx.constant(rk.slotInfo(ring), "slot");
+    cx.kernel("quantize", rk.blockQuant(cfg), { x, y, slot_info, heads: state.heads, hist: state.hist });
+  }
+};
+
+/** One entry per op kind: how a node becomes kernels (an op that cannot be lowered fails here, at plan time). */
+export const LOWERING = {
+  param: (n, cx) => cx.alias(cx.external(KEYS.param(n.name), numel(n.shape) * 4)),
+  input: (n, cx) => cx.alias(cx.external(n.attrs.input === "tokens" ? KEYS.tokens : KEYS.targets, numel(n.shape) * 4)),
+  const: () => {
+    // Made by plan(): a const is an uploaded buffer, no kernel.
+  },
+  embed: (n, cx) => {
+    const [V, D] = cx.shape(0);
+    const y = cx.out();
+    cx.kernel("embed", ew.embed({ name: kname(n), tokens: numel(cx.shape(1)), dim: D, vocab: V }), { ids: cx.in(1), table: cx.in(0), y });
+  },
+  matmul: (n, cx) => {
+    const { transA, transB } = n.attrs;
+    const [a, b] = [cx.shape(0), cx.shape(1)];
+    if (a.length !== 2 || b.length !== 2) cx.fail(`operands must be 2-D, got [${a}] and [${b}]`);
+    const [M, N] = n.shape;
+    const K = transA ? a[0] : a[1];
+    const src = generateGemm({ name: kname(n), M, N, K, transA, transB, a: "f32", b: "f32", out: "f32", path: "fma" });
+    const c = cx.out();
+    cx.kernel("gemm", src, { a: cx.in(0), b: cx.in(1), c });
+  },
+  add: binaryEw("add"),
+  sub: binaryEw("sub"),
+  mul: binaryEw("mul"),
+  div: binaryEw("div"),
+  scale: (n, cx) => ewNode({ op: "scale", args: [{ in: 0 }], factor: n.attrs.factor }, 1)(n, cx),
+  gelu: unaryEw("gelu"),
+  silu: unaryEw("silu"),
+  tanh: unaryEw("tanh"),
+  rmsnorm: (n, cx) => lowerNorm(n, cx),
+  layernorm: (n, cx) => lowerNorm(n, cx),
+  rope: (n, cx) => {
+    const width = last(n.shape);
+    const { headDim, seqLen, base, scaling, inverse } = n.attrs;
+    if (width % headDim !== 0) cx.fail(`width ${width} is not a multiple of head_dim ${headDim}`);
+    const cfg = { name: kname(n), rows: numel(n.shape) / width, heads: width / headDim, headDim, seqLen, base, inverse, ...(scaling ? { scaling } : {}) };
+    const y = cx.out();
+    cx.kernel("rope", ew.rope(cfg), { x: cx.in(0), y });
+  },
+  attention: (n, cx) => cx.alias(attentionFwd(cx, n).o),
+  xielu: (n, cx) => {
+    const y = cx.out();
+    const cfg = { name: kname(n), n: numel(n.shape), beta: n.attrs.beta, eps: n.attrs.eps };
+    cx.kernel("xielu", ew.xielu(cfg), { x: cx.in(0), rho_p: cx.in(1), rho_n: cx.in(2), y });
+  },
+  glu: (n, cx) => {
+    const F = last(n.shape);
+    const y = cx.out();
+    cx.kernel("glu", ew.glu({ name: kname(n), rows: numel(n.shape) / F, width: F, act: n.attrs.act }), { x: cx.in(0), y });
+  },
+  row_absmax: (n, cx) => {
+    const width = last(cx.shape(0));
+    const y = cx.out();
+    const src = row.rowAbsmax({ name: kname(n), rows: numel(cx.shape(0)) / width, width, cols: n.attrs.cols, wg: rowWg(width) });
+    cx.kernel("row_absmax", src, { x: cx.in(0), y });
+  },
+  cross_entropy: (n, cx) => {
+    const V = last(cx.shape(0));
+    const M = numel(cx.shape(0)) / V;
+    const rpw = Math.max(1, Math.ceil(M / 256));
+    const parts = Math.ceil(M / rpw);
+    const loss = cx.out();
+    withParts(cx, "cross_entropy", parts, 1, loss, (target) =>
+      cx.kernel("cross_entropy", row.crossEntropy({ name: kname(n), rows: M, width: V, rowsPerWorkgroup: rpw }), { logits: cx.in(0), targets: cx.in(1), loss: target }),
+    );
+  },
+  quantize: lowerQuantize,
+  cast: (n, cx) => {
+    if (n.attrs.to === "f32") return cx.alias(cx.in(0));
+    const y = cx.out();
+    cx.kernel("cast bf16", rk.bf16Round({ name: kname(n), n: numel(n.shape) }), { x: cx.in(0), y });
+  },
+  kurtosis: (n, cx) => {
+    // Several inputs are measured together (a token's vector is the concatenation of its rows):
+    // placed side by side first. Only Σx² and Σx⁴ per vector matter, so the order is free.
+    const widths = n.inputs.map((_, i) => last(cx.shape(i)));
+    const tokens = numel(cx.shape(0)) / widths[0];
+    widths.forEach((w, i) => numel(cx.shape(i)) === tokens * w || cx.fail(`input ${i} does not have ${tokens} rows`));
+    const width = widths.reduce((a, b) => a + b, 0);
+    let x = cx.in(0);
+    if (n.inputs.length > 1) {
+      x = cx.scratch(tokens * width * 4, "probe rows");
+      let offset = 0;
+      widths.forEach((w, i) => {
+        cx.kernel("kurtosis rows", rk.placeColumns({ name: kname(n), rows: tokens, width: w, total: width, offset }), { x: cx.in(i), y: x });
+        offset += w;
+      });
+    }
+    const len = n.attrs.mode === "per_token" ? width : width * n.attrs.seqLen;
+    const vectors = (tokens * width) / len;
+    if (!Number.isInteger(vectors)) cx.fail(`${tokens} rows is not a whole number of sequences of ${n.attrs.seqLen}`);
+    const vpw = Math.max(1, Math.ceil(vectors / 64));
+    const y = cx.out();
+    withParts(cx, "kurtosis", Math.ceil(vectors / vpw), 1, y, (target) =>
+      cx.kernel("kurtosis", kurtosis({ name: kname(n), tokens, width, mode: n.attrs.mode, seqLen: n.attrs.seqLen, vectorsPerWorkgroup: vpw }), { x, y: target }),
+    );
+  },
+  sum_to: (n, cx) => {
+    const from = cx.shape(0);
+    let view: { outer: number; red: number; inner: number };
+    try {
+      view = sumToShape(from, n.attrs.shape);
+    } catch (e) {
+      return cx.fail((e as Error).message);
+    }
+    const y = cx.out();
+    const parts = view.outer * view.inner < 256 ? partsFor(view.red) : 1;
+    withParts(cx, "sum_to", parts, view.outer * view.inner, y, (target) =>
+      cx.kernel("sum_to", reduce({ name: kname(n), ...view, op: "sum", parts }), { in0: cx.in(0), y: target }),
+    );
+  },
+  gelu_grad: binaryEw("gelu_grad"),
+  silu_grad: binaryEw("silu_grad"),
+  tanh_grad: binaryEw("tanh_grad"),
+  rmsnorm_grad: (n, cx) => lowerNormGrad(n, cx),
+  layernorm_grad: (n, cx) => lowerNormGrad(n, cx),
+  attention_grad: (n, cx) => {
+    const [q, k, v, dout] = [0, 1, 2, 3].map((i) => cx.in(i));
+    const g = cx.memo(`attn_bwd:${q},${k},${v},${dout}`, () => {
+      const fp8 = attentionFp8(n, cx);
+      const cfg = attnConfig(n, cx, fp8?.cfg);
+      const { o, lse } = attentionFwd(cx, n);
+      const delta = cx.scratch(cfg.batch * cfg.heads * cfg.seqLen * 4, "attention delta");
+      const dq = cx.scratch(numel(cx.shape(0)) * 4, "dq");
+      const dk = cx.scratch(numel(cx.shape(1)) * 4, "dk");
+      const dv = cx.scratch(numel(cx.shape(2)) * 4, "dv");
+      const f: Record<string, number> = fp8 ? { scales: fp8.bind.scales } : {};
+      cx.kernel("attention bwd_dq", attentionKernel(cfg, "bwd_dq"), { q, k, v, o, dout, lse, delta, dq, ...f });
+      cx.kernel("attention bwd_dkv", attentionKernel(cfg, "bwd_dkv"), { q, k, v, dout, lse, delta, dk, dv, ...(fp8?.bind ?? {}) });
+      fp8?.record(1);
+      return { q: dq, k: dk, v: dv };
+    });
+    cx.alias(g[n.attrs.wrt]);
+  },
+  xielu_grad: (n, cx) => {
+    const { beta, eps, wrt } = n.attrs;
+    const nel = numel(cx.shape(0));
+    const [x, rho_p, rho_n, dy] = [0, 1, 2, 3].map((i) => cx.in(i));
+    const out = cx.out();
+    if (wrt === "x") return cx.kernel("xielu grad", ew.xielu({ name: kname(n), n: nel, beta, eps }, true), { x, rho_p, rho_n, dy, dx: out });
+    const parts = partsFor(nel);
+    const rho: Record<string, number> = wrt === "rho_p" ? { rho_p } : { rho_n };
+    withParts(cx, `xielu grad ${wrt}`, parts, 1, out, (target) =>
+      cx.kernel(`xielu grad ${wrt}`, ew.xieluParamGrad({ name: kname(n), n: nel, beta, eps, wrt, parts }), { x, ...rho, dy, y: target }),
+    );
+  },
+  glu_grad: (n, cx) => {
+    const F = last(n.shape) / 2;
+    const dx = cx.out();
+    cx.kernel("glu grad", ew.gluGrad({ name: kname(n), rows: numel(n.shape) / (2 * F), width: F, act: n.attrs.act }), { x: cx.in(0), dy: cx.in(1), dx });
+  },
+  embed_grad: (n, cx) => {
+    const D = last(cx.shape(1));
+    const dtable = cx.out();
+    cx.kernel("embed grad", ew.embedGrad({ name: kname(n), tokens: numel(cx.shape(0)), dim: D, vocab: n.attrs.vocab }), { ids: cx.in(0), dy: cx.in(1), dtable });
+  },
+  cross_entropy_grad: (n, cx) => {
+    const V = last(cx.shape(0));
+    const dlogits = cx.out();
+    const src = row.crossEntropyGrad({ name: kname(n), rows: numel(cx.shape(0)) / V, width: V, wg: 64 });
+    cx.kernel("cross_entropy grad", src, { logits: cx.in(0), targets: cx.in(1), dloss: cx.in(2), dlogits });
+  },
+} satisfies { [K in OpKind]: Lower<K> };
+
+function lowerNorm(n: NodeOf<"rmsnorm" | "layernorm">, cx: Ctx): void {
+  const k = n.inputs.length;
+  const y = cx.out();
+  const src = row.norm({ ...normConfig(n, cx), gain: k >= 2 ? "param" : "none", bias: k >= 3 });
+  cx.kernel(n.op, src, { x: cx.in(0), ...(k >= 2 ? { gain: cx.in(1) } : {}), ...(k >= 3 ? { bias: cx.in(2) } : {}), y });
+}
+
+function lowerNormGrad(n: NodeOf<"rmsnorm_grad" | "layernorm_grad">, cx: Ctx): void {
+  const base = normConfig(n, cx);
+  const wrt = n.attrs.wrt;
+  const out = cx.out();
+  if (wrt === "x") {
+    const gain = n.inputs.length >= 3;
+    const src = row.normGrad({ ...base, gain: gain ? "param" : "none", wrt: { x: true, gain: false, bias: false } });
+    return cx.kernel(`${n.op} x`, src, { x: cx.in(0), dy: cx.in(1), ...(gain ? { gain: cx.in(2) } : {}), dx: out });
+  }
+  // Column sums as partial rows, one per workgroup of `rpw` rows, then added.
+  const parts = Math.min(base.rows, 64);
+  const rpw = Math.ceil(base.rows / parts);
+  const wgs = Math.ceil(base.rows / rpw);
+  const name = wrt === "gain" ? "dgain" : "dbias";
+  withParts(cx, `${n.op} ${wrt}`, wgs, base.width, out, (target) => {
+    const src = row.normGrad({ ...base, rowsPerWorkgroup: rpw, gain: "param", bias: wrt === "bias", wrt: { x: false, gain: wrt === "gain", bias: wrt === "bias" } });
+    cx.kernel(`${n.op} ${wrt}`, src, { x: cx.in(0), dy: cx.in(1), [name]: target });
+  });
+}
