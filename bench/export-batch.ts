@@ -1,6 +1,7 @@
 // The batch `fogc run FILE` trains step K on, as JSON token ids (for bench/export-check.py); with --grads,
 // also the loss and gradients of that batch at a checkpoint's weights on the CPU reference; with
 // --stream, the whole training token stream (int32 LE) that the exported train.py reads as tokens:FILE.
+
 //   node --import tsx bench/export-batch.ts FILE.fog --step K [--seed S] [--model NAME] [--precision bf16]
 //        [--out batch.json] [--grads CKPT --grads-out grads.safetensors] [--stream train.bin]
 import { writeFileSync } from "node:fs";

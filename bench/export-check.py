@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-# Checks 'fogc export --to pytorch' against fogc itself, per examples/*-tiny.fog: fogc trains 3 steps (bf16), the
-# export loads fogc's step-2 checkpoint and must reproduce step 3's loss, gradients and AdamW update.
-# Run on a host with torch (see bench/export-check.sh); one PASS/FAIL line per architecture, JSON summary to --out.
+# Checks 'fogc export --to pytorch' against fogc, per examples/*-tiny.fog: fogc trains 3 steps (bf16), the export
+# loads fogc's step-2 checkpoint and must reproduce step 3's loss, gradients and AdamW update. Needs torch
+# (bench/export-check.sh runs it); one PASS/FAIL line per architecture, a JSON summary to --out.
 """
 For each tiny example:
   1. fogc run --steps 3 --precision bf16 --backend cpu|webgpu --checkpoint W/ckpt --checkpoint-every 1 --log W/log.jsonl

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The PyTorch-export check on the GPU host (after 'source .gpu/enter.sh'; needs torch): fogc trains each
 # tiny example 3 steps, the export must reproduce step 3's loss, gradients and update. One PASS/FAIL per arch.
+
 #   bash bench/export-check.sh [SUMMARY.json] [--backend cpu|webgpu] [--only fog-flash-tiny] [--jobs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data-parallel smoke run of the PyTorch export (GPU host, after 'source .gpu/enter.sh'): torchrun starts 2
-# processes that SHARE ONE GPU through the gloo backend (NCCL needs one GPU per rank) and train the exported
-# GPT-2-small-size FOG-flash (bench/fog-flash-gpt2-small.fog) for 50 steps on the bytes of docs/, printing losses.
+# DDP smoke run of the PyTorch export (GPU host, after 'source .gpu/enter.sh'): torchrun starts 2 processes that
+# SHARE ONE GPU through gloo (NCCL needs one GPU per rank) and train the exported GPT-2-small-size FOG-flash
+# (bench/fog-flash-gpt2-small.fog) for 50 steps on the bytes of docs/, printing losses.
+
 #   bash bench/export-ddp.sh [--precision recipe|bf16|fp32] [--fp8-backend auto|te|torch] [other train.py options]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,8 +3,12 @@
 # Test-only: no autograd, CPU only, float32/float64 math; bfloat16 is float32 holding bf16-rounded values.
 import contextlib
 import math
+from types import SimpleNamespace
 
 import numpy as np
+
+__version__ = "0.0-numpy-shim"
+backends = SimpleNamespace(cuda=SimpleNamespace(matmul=SimpleNamespace(allow_tf32=False)), cudnn=SimpleNamespace(allow_tf32=False))
 
 
 
