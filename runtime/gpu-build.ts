@@ -39,7 +39,7 @@ export interface Dispatch {
 /** A plan on a device: physical buffers, pipelines and bind groups, made once; `encode` records one step. */
 export interface BuiltPlan {
   dispatches: Dispatch[];
-  /** The GPU buffer (and offset) behind a logical buffer. */
+  /** The GPU buffer behind a logical buffer (a transient one may be shared with others by lifetime). */
   buffer(id: number): GPUBuffer;
   /** Bytes of transient memory after lifetime reuse, and before. */
   memory: { transient: number; unshared: number; const: number };
@@ -52,15 +52,10 @@ export interface BuiltPlan {
  * Assigns transient buffers to physical ones by lifetime (first to last kernel that binds them):
  * a buffer is reused once its last user has run, best fit within 2× of the size asked.
  */
-function memoryPlan(plan: GraphPlan): Map<number, number> {
-  const first = new Map<number, number>();
+function memoryPlan(plan: GraphPlan): { phys: Map<number, number>; sizes: number[] } {
   const lastUse = new Map<number, number>();
   plan.kernels.forEach((k, i) => {
-    for (const b of k.bindings) {
-      if (plan.buffers[b.buffer].kind !== "transient") continue;
-      if (!first.has(b.buffer)) first.set(b.buffer, i);
-      lastUse.set(b.buffer, i);
-    }
+    for (const b of k.bindings) if (plan.buffers[b.buffer].kind === "transient") lastUse.set(b.buffer, i);
   });
   const phys = new Map<number, number>(); // logical → physical index
   const sizes: number[] = [];
@@ -84,28 +79,33 @@ function memoryPlan(plan: GraphPlan): Map<number, number> {
     }
     for (const b of releaseAt.get(i) ?? []) free.push(phys.get(b)!);
   });
-  return phys;
+  return { phys, sizes };
 }
 
 /** Makes the plan's buffers (externals from `externals` by key), pipelines (via `cache`) and bind groups. */
 export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMap<string, GPUBuffer>, cache: PipelineCache, label: string): Promise<BuiltPlan> {
   const { device } = gpu;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const pipelines = Promise.all(plan.kernels.map((k) => cache.get(k.source, k.label)));
+  // Pipelines first: their creation pushes error scopes of its own, which must not interleave with ours.
+  const ps = await Promise.all(plan.kernels.map((k) => cache.get(k.source, k.label)));
   const owned: GPUBuffer[] = [];
   const gpuBuf: GPUBuffer[] = [];
-  const phys = memoryPlan(plan);
+  const { phys, sizes } = memoryPlan(plan);
   const physical: GPUBuffer[] = [];
   const memory = { transient: 0, unshared: 0, const: 0 };
+  const release = (e: unknown): never => {
+    for (const b of [...owned, ...physical]) b.destroy();
+    throw e;
+  };
   await withErrorScope(
     device,
     () => {
+      sizes.forEach((size, pi) => physical.push(device.createBuffer({ size, usage, label: `${label}: transient #${pi}` })));
       for (const b of plan.buffers) {
         if (b.kind === "transient") {
           memory.unshared += b.bytes;
           const pi = phys.get(b.id);
           if (pi === undefined) continue; // never bound
-          physical[pi] ??= device.createBuffer({ size: b.bytes, usage, label: `${label}: transient #${pi}` });
           gpuBuf[b.id] = physical[pi];
         } else if (b.kind === "external") {
           const e = externals.get(b.key!);
@@ -121,15 +121,9 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
       }
     },
     `${label}: buffers`,
-  );
-  // Physical buffers are sized by their first user; grow any a larger logical buffer maps onto.
-  for (const b of plan.buffers) {
-    const pi = phys.get(b.id);
-    if (pi !== undefined && physical[pi].size < b.bytes) throw new PlanError(`${label}: memory plan gave '${b.label}' a buffer too small`);
-  }
+  ).catch(release);
   owned.push(...physical);
-  memory.transient = physical.reduce((a, b) => a + b.size, 0);
-  const ps = await pipelines;
+  memory.transient = sizes.reduce((a, b) => a + b, 0);
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
   const dispatches = await withErrorScope(
     device,
@@ -146,7 +140,7 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
         return { label: k.label, pipeline: ps[i], bindGroup, workgroups: k.source.workgroups };
       }),
     `${label}: bind groups`,
-  );
+  ).catch(release);
   const clears = plan.buffers.filter((b) => b.clear).map((b) => gpuBuf[b.id]);
   return {
     dispatches,

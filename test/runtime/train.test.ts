@@ -161,7 +161,6 @@ describe("train", () => {
   it("reports user errors clearly", async () => {
     const { dir, fog } = workspace();
     await expect(train({ file: join(dir, "missing.fog"), ...quiet })).rejects.toThrow(/no such file: .*missing\.fog/);
-    await expect(train({ file: fog, model: "tiny", backend: "webgpu", steps: 1, ...quiet })).rejects.toThrow(RunError);
     await expect(train({ file: fog, model: "tiny", resume: true, ...quiet })).rejects.toThrow(/--resume needs --checkpoint/);
 
     const ck = join(dir, "ck");
