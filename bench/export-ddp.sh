@@ -12,7 +12,7 @@ node --import tsx cli/fogc.ts export bench/fog-flash-gpt2-small.fog --to pytorch
 echo "torchrun: 2 ranks, gloo backend, both on GPU ${CUDA_VISIBLE_DEVICES:-0} (not NCCL: it needs one GPU per rank)"
 export PYTHONUNBUFFERED=1
 CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}" torchrun --standalone --nproc-per-node 2 "$work/export/train.py" \
-  --dist-backend gloo --steps 50 --log-every 1 --precision recipe --log "$work/ddp.jsonl" "$@"
+  --dist-backend gloo --steps 50 --log-every 1 --precision recipe --jsonl "$work/ddp.jsonl" "$@"
 python3 - "$work/ddp.jsonl" <<'PY'
 import json, math, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]

@@ -1269,7 +1269,7 @@ def parse_args(argv=None):
     p.add_argument("--init", choices=["torch", "fogc"], default="torch", help="fogc: the exact initial values of 'fogc run' (pure Python PRNG, slow for big models)")
     p.add_argument("--from-fogc", default=None, help="start from a fogc checkpoint: weights, AdamW moments, step and sampler state")
     p.add_argument("--save", default=None, help="write a fogc-layout checkpoint to this file at the end")
-    p.add_argument("--log", default=None, help="append one JSON record per logged step")
+    p.add_argument("--jsonl", default=None, help="append one JSON record per logged step")
     p.add_argument("--log-every", type=int, default=TRAIN["logEvery"])
     p.add_argument("--eval-every", type=int, default=TRAIN["evalEvery"])
     p.add_argument("--parallel", choices=["auto", "none", "ddp", "fsdp2"], default="auto", help="auto: DDP when torchrun starts more than one process")
@@ -1481,8 +1481,8 @@ def main(argv=None):
             window_t, window_tokens = time.time(), 0
             say("step %d/%d  loss %.4f%s  lr %.2e  grad_norm %.3f  %.0f tok/s" % (
                 done, args.steps, rec["loss"], "  val %.4f" % rec["val_loss"] if "val_loss" in rec else "", lr, gn, rec["tokens_per_s"]))
-            if args.log and rank == 0:
-                with open(args.log, "a") as f:
+            if args.jsonl and rank == 0:
+                with open(args.jsonl, "a") as f:
                     f.write(json.dumps(rec) + "\n")
         if not math.isfinite(float(loss)):
             raise SystemExit("train.py: training diverged: loss %s at step %d" % (float(loss), done))
