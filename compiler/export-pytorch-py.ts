@@ -1162,8 +1162,9 @@ def read_text(path):
 
 
 def bytes_tokens(text):
-    """fogc's bytes tokenizer: the UTF-8 bytes of the text."""
-    return array.array("i", text.encode("utf-8"))
+    """fogc's bytes tokenizer: the UTF-8 bytes of the text (iterated: array("i", b"...") would
+    reinterpret the raw bytes as int32 words)."""
+    return array.array("i", iter(text.encode("utf-8")))
 
 
 def read_token_file(path):
