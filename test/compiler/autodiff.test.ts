@@ -8,18 +8,8 @@ import type { Graph, NodeOf, OpAttrs } from "../../compiler/ir.js";
 import { numel, paramNodes } from "../../compiler/ir.js";
 import { SHAPE_RULES } from "../../compiler/shapes.js";
 import { outputValue, REFERENCE_KERNELS, runReference } from "../../runtime/reference.js";
+import { mulberry32 as rng } from "../helpers/mulberry32.js";
 
-/** mulberry32: a small seeded generator so every run checks the same points. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A graph under construction with the values of its parameters and inputs. */
 class Case {

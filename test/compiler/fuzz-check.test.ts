@@ -7,19 +7,11 @@ import { describe, expect, it } from "vitest";
 import { compile } from "../../compiler/pipeline.js";
 import { tokenize } from "../../grammar/lexer.js";
 import { parseFog } from "../../grammar/index.js";
+import { mulberry32 as prng } from "../helpers/mulberry32.js";
 
 const EXAMPLES = ["fog-flash-tiny", "fog-max-tiny", "llama3-tiny", "olmo2-tiny", "op-tiny", "llama3-smooth-swiglu-tiny", "fog-max", "llama3"];
 const INPUTS = 10_000;
 
-/** mulberry32: a small seeded PRNG, so a failure names a reproducible input. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SNIPPETS = ["0", "-1", "1e9", "0.5", "h", "none", "frozen(1)", "fp8dpa", "e5m2", "attn", "ffn", "layers", "{", "}", "(", ")", "=", ",", "[", "]", "+", "*", "/", "^", "..", "override", "rmsnorm(h)", "tanh", "\"x.fog\""];
 

@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { parseFog, tokenize, type Diagnostic } from "../../grammar/index.js";
 import { EXAMPLE } from "./example.js";
+import { mulberry32 as prng } from "../helpers/mulberry32.js";
 
 const SAMPLES: readonly string[] = [
   EXAMPLE,
@@ -14,17 +15,6 @@ const SAMPLES: readonly string[] = [
 
 const PUNCTUATION = ["{", "}", "(", ")", "[", "]", ",", ";", "=", "+", "-", "*", "/", "^", ".", "..", '"', "/*", "*/", "//", "$", "\n", "\r\n", "\t", " ", "1e", "0..", "model", "import", "extends", "x"];
 
-/** mulberry32: a small, fast, seeded PRNG returning floats in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Piece boundaries of a text: its tokens and the gaps between them, so joining gives it back. */
 function pieces(text: string): string[] {
