@@ -16,3 +16,6 @@ export { exportPytorch, writePackage, ExportError, type ExportOptions, type Expo
 export type { Executor, StepStats, TrainState } from "./runtime/executor.js";
 export { CheckpointError } from "./runtime/checkpoint.js";
 export { DataError } from "./runtime/data.js";
+export type { RunEvent } from "./runtime/train.js";
+export { writeReport, defaultReportPath, type ReportOptions, type ReportResult, type WrittenPng } from "./runtime/report/write.js";
+export { readRunLog, parseRunLog, ReportError, type RunLog, type StepPoint, type LoggedWarning, type RunInfo } from "./runtime/report/log.js";

@@ -107,7 +107,7 @@ def torch_side(example, work, device, fp8_backend):
     M, T, S = pkg["model"], pkg["train"], pkg["schedule"]
     read = pkg["safetensors_lite"].read_torch
     logged = [json.loads(l) for l in open(os.path.join(work, "log.jsonl"))]
-    rec = next(r for r in logged if r["step"] == K + 1)
+    rec = next(r for r in logged if "event" not in r and r["step"] == K + 1)
     batch = json.load(open(os.path.join(work, "batch.json")))
     tokens = torch.tensor(batch["tokens"], dtype=torch.int64, device=device)
     targets = torch.tensor(batch["targets"], dtype=torch.int64, device=device)

@@ -2,9 +2,10 @@
 // FMA path at 4096³ and the 390M model's projection shapes, after checking 256³ against a CPU
 // oracle; `--torch` adds PyTorch cuBLAS figures and ratios. Prints figures, never asserts on time.
 import { spawnSync } from "node:child_process";
-import { type GemmConfig, type GemmPath, type GemmTile, gemmPathsFor, generateGemm, mmaShapesFor } from "../compiler/kernels/gemm.js";
+import { type GemmConfig, type GemmPath, type GemmTile, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
 import { type Gpu, createComputePipeline, openGpu, readBuffer, runKernel, uploadBuffer } from "../runtime/device.js";
-import { decodeFP8, encodeFP8, packFP8 } from "../runtime/fp8.js";
+import { decodeFP8, unpackFP8 } from "../runtime/fp8.js";
+import { gemmTileFor, operandData, timeDispatches, tuneGemm } from "../runtime/gemm-autotune.js";
 
 interface Shape {
   name: string;
@@ -24,6 +25,10 @@ const SHAPES: Shape[] = [
 
 // Usage: node --import tsx bench/gemm.ts [--torch] [--shapes 4096,qkv,out,fc1,fc2,MxNxK]
 //   [--layout NT|NN|TN] [--paths subgroup-matrix,fma] [--sgmm-tile '{"bk":32,...}'] [--fma-tile '{...}']
+//   [--tune] [--tune-seconds S]
+// Tiles: the cached autotuner winner for the shape on this adapter, else chooseGemmTile's default for
+// the adapter; --*-tile fields override either. --tune first times the candidate tiles of each shape
+// (runtime/gemm-autotune.ts), prints them and caches the winners (then used here).
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -47,38 +52,41 @@ const tileArg = (name: string): Partial<GemmTile> | undefined => {
 /** The FP8 config for the subgroup-matrix path, f32 for the FMA path (what each is compared with). */
 function configFor(path: GemmPath, s: Shape, gpu: Gpu): GemmConfig {
   const fp8 = path === "subgroup-matrix";
-  const mma = mmaShapesFor(gpu.caps)[0];
-  const tile = fp8 ? { ...(mma ? { mma } : {}), ...tileArg("sgmm-tile") } : tileArg("fma-tile");
-  return {
-    name: `bench_${path}_${s.name}`,
-    M: s.M,
-    N: s.N,
-    K: s.K,
-    transA: layout[0] === "T",
-    transB: layout[1] === "T",
-    a: fp8 ? "e4m3" : "f32",
-    b: fp8 ? "e4m3" : "f32",
-    out: "f32",
-    path,
-    tile,
-  };
+  const shape = { M: s.M, N: s.N, K: s.K, transA: layout[0] === "T", transB: layout[1] === "T", a: fp8 ? "e4m3" : "f32", b: fp8 ? "e4m3" : "f32", path } as const;
+  const tile = { ...gemmTileFor(gpu.caps.adapterName, gpu.caps, shape), ...tileArg(fp8 ? "sgmm-tile" : "fma-tile") };
+  return { name: `bench_${path}_${s.name}`, ...shape, out: "f32", tile };
 }
 
-/** Random operand words: FP8 codes from normal values (exactly what encodeFP8 writes), or f32. */
+/** Random operand words (FP8 codes from sums of uniforms, or f32) and the values they hold. */
 function operand(cfg: GemmConfig, which: "a" | "b", n: number, seed: number): { data: Uint32Array | Float32Array; values?: Float32Array } {
-  let s = seed >>> 0;
-  const next = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-  const raw = Float32Array.from({ length: n }, () => (next() + next() + next() - 1.5) * 4);
   const type = cfg[which];
-  if (type === "f32") return { data: raw, values: raw };
+  const data = operandData(type, n, seed);
+  if (type === "f32") return { data, values: data as Float32Array };
   if (type !== "e4m3" && type !== "e5m2") throw new Error(`bench: operand type ${type}`);
-  const codes = encodeFP8(raw, type);
-  return { data: packFP8(codes), values: decodeFP8(codes, type) };
+  return { data, values: decodeFP8(unpackFP8(data as Uint32Array, n), type) };
+}
+
+/** A tile in one short line: the fields that matter for its path. */
+function tileText(path: GemmPath, t: GemmTile): string {
+  if (path === "fma") return `${t.fmaLoads} ${t.bm}x${t.bn}x${t.bk} ${t.tm}x${t.tn}`;
+  return `${t.bm}x${t.bn}x${t.bk} sg${t.sgRows}x${t.sgCols} mma${t.mma.M}x${t.mma.N}x${t.mma.K} ${t.sharedLayout}${t.pad ? `+${t.pad}` : ""}`;
+}
+
+/** --tune: times the candidate tiles of every shape and path, prints them, caches the winners. */
+async function tune(gpu: Gpu, paths: GemmPath[]): Promise<void> {
+  const seconds = Number(arg("tune-seconds") ?? 0.15);
+  for (const s of shapes) {
+    for (const path of paths) {
+      const { tile: _tile, name: _name, out: _out, ...shape } = configFor(path, s, gpu);
+      const tf = (sec: number) => fmt((2 * s.M * s.N * s.K) / sec / 1e12);
+      console.log(`\ntune ${path} ${s.name} (${s.M}×${s.N}×${s.K}, ${layout}, ${shape.a}×${shape.b}): TFLOP/s per tile`);
+      const r = await tuneGemm(gpu, shape, {
+        secondsPerCandidate: seconds,
+        log: (t) => console.log(`  ${tileText(path, t.tile).padEnd(44)} ${t.seconds !== undefined ? tf(t.seconds) : `failed: ${t.error}`}`),
+      });
+      console.log(`  best: ${tileText(path, r.best.tile)} ${tf(r.best.seconds)} (default ${tf(r.defaultSeconds)}); cached as ${r.key}`);
+    }
+  }
 }
 
 /** Runs cfg once on small data and compares with an f64 product of the decoded operands. */
@@ -112,31 +120,6 @@ async function verify(gpu: Gpu, cfg: GemmConfig): Promise<boolean> {
   const ok = worst <= 1;
   console.log(`verify ${cfg.path} ${cfg.a}×${cfg.b}→${cfg.out} ${layout} ${M}×${N}×${K}: ${ok ? "PASS" : "FAIL"} (max |err| / (1e-4·Σ|ab|) = ${worst.toExponential(2)})`);
   return ok;
-}
-
-/** Seconds per dispatch: GPU timestamps around `reps` dispatches in one pass, else wall clock. */
-async function timeDispatches(gpu: Gpu, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, wg: [number, number, number], reps: number): Promise<number> {
-  const { device } = gpu;
-  const query = gpu.caps.timestamps ? device.createQuerySet({ type: "timestamp", count: 2 }) : null;
-  const resolve = query ? device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : null;
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass(query ? { timestampWrites: { querySet: query, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(...wg);
-  pass.end();
-  if (query && resolve) enc.resolveQuerySet(query, 0, 2, resolve, 0);
-  const t0 = performance.now();
-  device.queue.submit([enc.finish()]);
-  await device.queue.onSubmittedWorkDone();
-  const wall = (performance.now() - t0) / 1e3;
-  if (!query || !resolve) return wall / reps;
-  const ts = new BigInt64Array(await readBuffer(gpu, resolve, 16));
-  query.destroy();
-  resolve.destroy();
-  const ns = Number(ts[1] - ts[0]);
-  // Quantised or unsupported timestamps read 0: fall back to the wall clock.
-  return ns > 0 ? ns / 1e9 / reps : wall / reps;
 }
 
 /** TFLOP/s of cfg on random data (warm-up, then enough dispatches for ~0.3 s). */
@@ -229,6 +212,8 @@ async function main(): Promise<void> {
   const paths = (arg("paths")?.split(",") as GemmPath[] | undefined) ?? available;
   for (const p of paths) if (!available.includes(p)) throw new Error(`path ${p} is not available on this adapter (has: ${available.join(", ")})`);
   if (!paths.includes("subgroup-matrix")) console.log("subgroup-matrix path: not available here (FP8 figures need it)");
+
+  if (flag("tune")) await tune(gpu, paths);
 
   // Correctness first: 256³ on each path (FP8 on the subgroup-matrix path, f32 on FMA).
   let allPass = true;

@@ -16,6 +16,7 @@ import { CheckpointError } from "../runtime/checkpoint.js";
 import { DataError } from "../runtime/data.js";
 import { generate } from "../runtime/generate.js";
 import { RunError, train, WARNING_ACTIONS } from "../runtime/train.js";
+import { reportCommand, RunReport } from "./report.js";
 
 const PRECISIONS = ["bf16", "fp8", "fp8dpa"] as const;
 
@@ -118,8 +119,14 @@ async function main(): Promise<void> {
             choices: WARNING_ACTIONS,
             default: "continue" as const,
             describe: "what a kurtosis early warning does: continue (log it), checkpoint (write one, go on; needs --checkpoint), stop (checkpoint if --checkpoint, then end with exit code 0)",
-          }),
+          })
+          .option("report", {
+            type: "string",
+            describe: "at the end of the run (also a failed one), write the HTML report of its log to FILE (default: the --log path with .html; without --log, FILE.fog → FILE.html here, from a temporary log)",
+          })
+          .option("profile", { type: "boolean", default: false, describe: "time every GPU kernel of one step after two warm-up steps (timestamp queries) and print a table: GPU time, share of the step, TFLOP/s or GB/s (WebGPU only)" }),
       async (argv) => {
+        const report = argv.report === undefined ? undefined : new RunReport(argv.report, argv.log, argv.file);
         try {
           const r = await train({
             file: argv.file,
@@ -128,11 +135,12 @@ async function main(): Promise<void> {
             ...(argv.precision ? { precision: argv.precision } : {}),
             backend: argv.backend,
             ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
-            ...(argv.log ? { log: argv.log } : {}),
+            ...(report || argv.log ? { log: report?.log ?? argv.log } : {}),
             ...(argv.checkpoint ? { checkpoint: argv.checkpoint } : {}),
             ...(argv["checkpoint-every"] !== undefined ? { checkpointEvery: argv["checkpoint-every"] } : {}),
             resume: argv.resume,
             onWarning: argv["on-warning"],
+            ...(argv.profile ? { profile: true } : {}),
           });
           const last = r.losses.at(-1);
           if (r.stopped) {
@@ -154,8 +162,11 @@ async function main(): Promise<void> {
               `, ${r.tokensPerSecond.toFixed(0)} tokens/s` +
               (r.checkpoint ? `\ncheckpoint ${r.checkpoint}` : ""),
           );
+          if (r.profile) console.log("\n" + (await import("../runtime/profile.js")).formatProfile(r.profile));
         } catch (e) {
           reportRunError(e);
+        } finally {
+          await report?.write();
         }
       },
     )
@@ -222,7 +233,28 @@ async function main(): Promise<void> {
         }
       },
     )
-    .demandCommand(1, "name a command: check, compile, run, generate or export (fogc --help lists them)")
+    .command(
+      "report <logs..>",
+      "Draw training logs (fogc run --log) as one self-contained HTML report: loss, grad norm, lr, tokens/s, per-layer kurtosis, warnings; several logs overlaid",
+      (y) =>
+        y
+          .positional("logs", { type: "string", array: true, demandOption: true, describe: ".jsonl logs (several: overlaid, one legend entry each)" })
+          .option("o", { alias: "out", type: "string", describe: "the HTML file (default: one log → beside it, .jsonl → .html; several → report.html)" })
+          .option("png", { type: "string", describe: "also write one PNG per panel and report.png (all panels) into this directory" })
+          .option("png-scale", { type: "number", default: 2, describe: "PNG pixels per CSS pixel" })
+          .option("label", { type: "string", array: true, describe: "legend names of the logs, one per log (default: their file names)" })
+          .option("title", { type: "string", describe: "page title" }),
+      async (argv) => {
+        await reportCommand(argv.logs, {
+          ...(argv.o ? { out: argv.o } : {}),
+          ...(argv.png ? { png: argv.png } : {}),
+          pngScale: argv["png-scale"],
+          ...(argv.label ? { labels: argv.label } : {}),
+          ...(argv.title ? { title: argv.title } : {}),
+        });
+      },
+    )
+    .demandCommand(1, "name a command: check, compile, run, generate, export or report (fogc --help lists them)")
     .strict()
     .recommendCommands()
     .help()

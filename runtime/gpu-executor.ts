@@ -7,7 +7,7 @@ import { pruneGraph } from "./cpu-executor.js";
 import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
 import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
 import { type BuiltPlan, buildPlan, PipelineCache } from "./gpu-build.js";
-import { type GraphPlan, KEYS, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
+import { type GraphPlan, KEYS, type PlanKernel, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
@@ -92,6 +92,7 @@ export class GpuExecutor implements Executor {
       maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize,
       maxBindingBytes: device.limits.maxStorageBufferBindingSize,
       offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+      caps: gpu.caps,
     };
     const trainPlan = planTrainStep(g, opts, { probes: false });
     const probeNames = probeOutputNames(g);
@@ -158,6 +159,11 @@ export class GpuExecutor implements Executor {
   /** Plans' kernel labels and memory (for benchmarks and reports). */
   get plans(): { train: BuiltPlan; loss: BuiltPlan; logits: BuiltPlan } {
     return { train: this.train.built, loss: this.loss.built, logits: this.logits.built };
+  }
+
+  /** The training step's planned kernels, in dispatch order (labels, sources, costs: runtime/profile.ts). */
+  get trainKernels(): readonly PlanKernel[] {
+    return this.train.plan.kernels;
   }
 
   private checkTokens(tokens: Int32Array, what: string): void {

@@ -58,6 +58,49 @@ function scaleHelpers(b: WgslBuilder): void {
   );
 }
 
+/** Lines writing slot `slot`'s scale `s` and 1/s into their binding-aligned words of `aligned`. */
+function alignedWrites(slot: string, s: string, stride: number): string[] {
+  return [`let s_new = ${s};`, `aligned[(2u * ${slot}) * ${stride}u] = s_new;`, `aligned[(2u * ${slot} + 1u) * ${stride}u] = 1.0 / s_new;`];
+}
+
+/**
+ * Each slot's scale s and 1/s copied to word (2·slot)·stride and (2·slot + 1)·stride of `aligned`
+ * (stride = minStorageBufferOffsetAlignment / 4), so that a kernel can bind one slot's value as a
+ * one-word view at index 0: a packed FP8 cast reads s there, a GEMM reads its operands' 1/s
+ * (scaleA/scaleB), and one compiled pipeline serves every slot. Bindings: scales, aligned.
+ */
+export function alignedScales(cfg: { name: string; slots: number; stride: number }): KernelSource {
+  const b = new WgslBuilder(cfg.name, `aligned scales of ${cfg.slots} slots`);
+  b.bind("scales", "f32");
+  b.bind("aligned", "f32", "read_write");
+  const body = [`let i = ${FLAT_WG} * 64u + lidx;`, `if (i >= ${cfg.slots}u) { return; }`, ...alignedWrites("i", "scales[i]", cfg.stride)];
+  return finish(b, 64, body, grid(Math.ceil(cfg.slots / 64)));
+}
+
+/** Words per entry of the `slot_info` table recordAmaxes reads: slot, ring offset, amax index. */
+export const AMAX_RECORD_WORDS = 3;
+
+/**
+ * Moves the per-step amaxes that fused FP8 casts captured (atomicMax into the step's scratch) into
+ * their slots' current history entries: entry i of `slot_info` is [slot, ring offset, amax index].
+ * Bindings: slot_info, amax, heads, hist.
+ */
+export function recordAmaxes(cfg: { name: string; count: number }): KernelSource {
+  const b = new WgslBuilder(cfg.name, `record ${cfg.count} amaxes`);
+  b.bind("slot_info", "u32");
+  b.bind("amax", "u32");
+  b.bind("heads", "u32");
+  b.bind("hist", "u32", "read_write");
+  const W = AMAX_RECORD_WORDS;
+  const body = [
+    `let i = ${FLAT_WG} * 64u + lidx;`,
+    `if (i >= ${cfg.count}u) { return; }`,
+    `let slot = slot_info[i * ${W}u]; let h = slot_info[i * ${W}u + 1u] + heads[slot];`,
+    `hist[h] = max(hist[h], amax[slot_info[i * ${W}u + 2u]]);`,
+  ];
+  return finish(b, 64, body, grid(Math.ceil(cfg.count / 64)));
+}
+
 /** Where a slot's amax ring lives: `hist[offset .. offset + length)`, the current entry at `heads[slot]`. */
 export interface SlotRing {
   slot: number;
@@ -155,14 +198,15 @@ export interface ScaleRecipe {
  * entry and, with a recipe (current scaling), sets scales[slot] = scale_from_amax(amax), kept when
  * invalid. Bindings: slot_info, amax, [scales], heads, hist.
  */
-export function recordAmax(cfg: { name: string; recipe?: ScaleRecipe }): KernelSource {
-  const { recipe } = cfg;
+export function recordAmax(cfg: { name: string; recipe?: ScaleRecipe; alignedStride?: number }): KernelSource {
+  const { recipe, alignedStride } = cfg;
   const b = new WgslBuilder(cfg.name, recipe ? "current scale" : "record amax");
   b.bind("slot_info", "u32");
   b.bind("amax", "u32");
   if (recipe) b.bind("scales", "f32", "read_write");
   b.bind("heads", "u32");
   b.bind("hist", "u32", "read_write");
+  if (recipe && alignedStride) b.bind("aligned", "f32", "read_write");
   const body = [`let a = amax[${ATOMIC}];`];
   if (recipe) {
     scaleHelpers(b);
@@ -170,6 +214,8 @@ export function recordAmax(cfg: { name: string; recipe?: ScaleRecipe }): KernelS
       `let r = scale_from_amax(a, ${fmtF32(recipe.fmax)}, ${recipe.margin}, ${recipe.pow2});`,
       `if (r.x != 0.0) { scales[${SLOT}] = r.y; }`,
     );
+    // The new scale's aligned copies (see alignedScales), for the packed cast and the GEMMs after it.
+    if (alignedStride) body.push(...alignedWrites(SLOT, `scales[${SLOT}]`, alignedStride));
   }
   body.push(`let h = ${RING} + heads[${SLOT}];`, `hist[h] = max(hist[h], a);`);
   return finish(b, 1, body, [1, 1, 1]);

@@ -1,12 +1,16 @@
-// The lowering table: one entry per op kind (exhaustive, `satisfies`) saying which generated
-// kernel(s) compute a node and over which buffers, through the planner's context (runtime/gpu-plan.ts).
-// An op or shape a kernel cannot take fails here, at plan time, naming the node.
-import type { Graph, Node, NodeOf, OpKind } from "../compiler/ir.js";
+// The lowering: each kernel group of the fusion pass (compiler/fuse.ts) → the generated kernel(s)
+// that compute it and the buffers they bind, through the planner's context (runtime/gpu-plan.ts).
+// A group of one node goes through LOWERING, one entry per op kind (exhaustive, `satisfies`); fused
+// groups (elementwise chains, reductions of chains, GEMM epilogues, scaled embeddings, FP8 casts
+// fused into their producer) through lowerGroup. An op or shape a kernel cannot take fails here, at
+// plan time, naming the node.
+import type { Graph, Node, NodeOf, OpKind, ScaleSlot } from "../compiler/ir.js";
 import { numel } from "../compiler/ir.js";
+import type { KernelGroup, Storage } from "../compiler/fuse.js";
 import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
 import * as ew from "../compiler/kernels/elementwise.js";
-import { generateGemm } from "../compiler/kernels/gemm.js";
-import { type Broadcast, type Ew, type KernelSource, kurtosis, nextPow2, reduce, sumToShape } from "../compiler/kernels/reduce.js";
+import { type GemmCaps, type GemmEpilogue, type GemmTileCaps, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
+import { type Broadcast, type Ew, type KernelSource, type OutCast, kurtosis, nextPow2, reduce, sumToShape } from "../compiler/kernels/reduce.js";
 import * as row from "../compiler/kernels/rowwise.js";
 import { FP8_FORMATS } from "./fp8.js";
 import * as rk from "./gpu-kernels.js";
@@ -27,6 +31,8 @@ export interface PlanOptions {
   maxBindingBytes: number;
   /** The device's minStorageBufferOffsetAlignment. */
   offsetAlign: number;
+  /** The adapter's capabilities (runtime/device.ts GpuCaps): GEMM paths and tiles. Absent: FMA GEMMs with default tiles. */
+  caps?: GemmCaps & GemmTileCaps;
 }
 
 /** External buffer keys the executor provides. */
@@ -49,24 +55,49 @@ export class PlanError extends Error {
   override readonly name = "PlanError";
 }
 
+/** A kernel's work, for achieved-throughput figures (runtime/profile.ts). */
+export interface KernelCost {
+  flops: number;
+  /** Bytes read + written: what its bindings span. */
+  bytes: number;
+}
+
+/** An output cast a kernel applies (a fused quantize) and the buffers it binds; empty for f32 output. */
+export interface CastBinding {
+  out?: OutCast;
+  bind: Record<string, number | BufferView>;
+}
+
 /** What a lowering rule sees: the node, its inputs' buffers, and the planner's allocators. */
 export interface Ctx {
   node: Node;
   graph: Graph;
   opts: PlanOptions;
-  /** Buffer holding input i's value. */
-  in(i: number): number;
+  /** Buffer holding input i's value (f32; `packed` admits an FP8/bf16 one: GEMM operands only). */
+  in(i: number, packed?: boolean): number;
   shape(i: number): number[];
-  /** A new transient buffer for the node's value. */
+  /** Storage of input i's value. */
+  storage(i: number): Storage;
+  /** Storage of the group's value. */
+  outStorage: Storage;
+  /** Buffer holding node `id`'s value (a fused group's inputs), f32. */
+  value(id: number): number;
+  /** A new transient buffer for the group's value (sized by its storage). */
   out(): number;
+  /** The output cast of the group (a quantize fused into this producer), or none. */
+  cast(): CastBinding;
+  /** A packed FP8 cast through `slot` (its scale read from the aligned copy); `record`: amax recorded for the slot's history. */
+  castTo(slot: ScaleSlot, record: boolean): CastBinding;
+  /** One slot's scale (`scale`) or 1/scale (`inv`) as a one-word view at index 0 (gpu-kernels.ts alignedScales). */
+  aligned(slot: number, which: "scale" | "inv"): BufferView;
   /** The node's value is an existing buffer. */
   alias(buffer: number): void;
   scratch(bytes: number, what: string): number;
   /** A buffer uploaded once (per-use slot words). */
   constant(data: Uint32Array, what: string): number;
   external(key: string, bytes: number): number;
-  /** Appends a kernel; `bind` maps each binding name of `src` to a buffer (or a view of one). */
-  kernel(what: string, src: KernelSource, bind: Record<string, number | BufferView>): void;
+  /** Appends a kernel; `bind` maps each binding name of `src` to a buffer (or a view of one); `flops` its arithmetic (bytes come from the bindings). */
+  kernel(what: string, src: KernelSource, bind: Record<string, number | BufferView>, flops?: number): void;
   memo<T>(key: string, make: () => T): T;
   ring(slot: number): rk.SlotRing;
   /** `count` u32 words of the per-step atomic amax scratch (zeroed each step), starting on a binding-offset boundary when `aligned`. */
@@ -92,19 +123,24 @@ function broadcastOf(a: readonly number[], b: readonly number[], cx: Ctx): Broad
   return cx.fail(`cannot broadcast [${b}] onto [${a}] (supported: same shape, [last dim], [rows, 1], a scalar)`);
 }
 
-/** An elementwise kernel over the node's first input's shape. */
-function ewNode(expr: Ew, inputs: number): Lower<OpKind> {
-  return (n, cx) => {
-    const a = cx.shape(0);
-    const bcs: Broadcast[] = Array.from({ length: inputs }, (_, i) => (i === 0 ? "none" : broadcastOf(a, cx.shape(i), cx)));
-    const y = cx.out();
-    const src = ew.elementwise({ name: kname(n), rows: numel(a) / last(a), cols: last(a), inputs: bcs, expr });
-    cx.kernel(n.op, src, { ...Object.fromEntries(bcs.map((_, i) => [`in${i}`, cx.in(i)])), y });
-  };
+/** y = expr(inputs…) over `shape`, through the context's output cast: a fused chain, or one node. */
+function lowerChain(cx: Ctx, shape: readonly number[], inputs: readonly number[], expr: Ew, what: string): void {
+  const bcs = inputs.map((id) => broadcastOf(shape, cx.graph.nodes[id].shape, cx));
+  const c = cx.cast();
+  const y = cx.out();
+  const src = ew.elementwise({ name: kname(cx.node), rows: numel(shape) / last(shape), cols: last(shape), inputs: bcs, expr, ...(c.out ? { out: c.out } : {}) });
+  cx.kernel(what, src, { ...Object.fromEntries(inputs.map((id, i) => [`in${i}`, cx.value(id)])), y, ...c.bind });
 }
-const unaryEw = (op: "gelu" | "silu" | "tanh"): Lower<OpKind> => ewNode({ op, args: [{ in: 0 }] }, 1);
-const binaryEw = (op: "add" | "sub" | "mul" | "div" | "gelu_grad" | "silu_grad" | "tanh_grad"): Lower<OpKind> =>
-  ewNode({ op, args: [{ in: 0 }, { in: 1 }] }, 2);
+
+/** One elementwise node: a chain of one. */
+function ewNode(expr: Ew): Lower<OpKind> {
+  return (n, cx) => lowerChain(cx, n.shape, n.inputs, expr, n.op);
+}
+const unaryEw = (op: "gelu" | "silu" | "tanh"): Lower<OpKind> => ewNode({ op, args: [{ in: 0 }] });
+const binaryEw = (op: "add" | "sub" | "mul" | "div" | "gelu_grad" | "silu_grad" | "tanh_grad"): Lower<OpKind> => ewNode({ op, args: [{ in: 0 }, { in: 1 }] });
+
+/** A generator's `out` option for the context's cast (absent: f32). */
+const outOf = (c: CastBinding): { out?: OutCast } => (c.out ? { out: c.out } : {});
 
 /** Partial results [parts, inner] written by `write(target)`, summed into `out` (deterministic). */
 function withParts(cx: Ctx, what: string, parts: number, inner: number, out: number, write: (target: number) => void): void {
@@ -188,10 +224,20 @@ function attentionFwd(cx: Ctx, n: NodeOf<"attention" | "attention_grad">): { o: 
     const cfg = attnConfig(n, cx, fp8?.cfg);
     const o = cx.scratch(numel(cx.shape(0)) * 4, "attention output");
     const lse = cx.scratch(cfg.batch * cfg.heads * cfg.seqLen * 4, "attention lse");
-    cx.kernel("attention fwd", attentionKernel(cfg, "fwd"), { q, k, v, o, lse, ...(fp8?.bind ?? {}) });
+    cx.kernel("attention fwd", attentionKernel(cfg, "fwd"), { q, k, v, o, lse, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "fwd"));
     fp8?.record(0);
     return { o, lse };
   });
+}
+
+/**
+ * The GEMM FLOPs of an attention pass, 2·T·T·Dh per head and batch each: fwd S = QKᵀ and P·V (2);
+ * bwd_dq recomputes S, dP = dO·Vᵀ, dQ = dS·K (3); bwd_dkv S, dP, dV = Pᵀ·dO, dK = dSᵀ·Q (4). Causal
+ * masking skips about half.
+ */
+function attentionFlops(cfg: AttentionConfig, pass: AttentionPass): number {
+  const gemms = { fwd: 2, bwd_dq: 3, bwd_dkv: 4 }[pass];
+  return gemms * 2 * cfg.batch * cfg.heads * cfg.seqLen * cfg.seqLen * cfg.headDim * (cfg.causal ? 0.5 : 1);
 }
 
 function attnConfig(n: NodeOf<"attention" | "attention_grad">, cx: Ctx, fp8?: AttentionFp8): AttentionConfig {
@@ -217,7 +263,12 @@ function stateOf(cx: Ctx): { scales: number; heads: number; hist: number } {
   return { scales: cx.external(KEYS.scales, 0), heads: cx.external(KEYS.heads, 0), hist: cx.external(KEYS.hist, 0) };
 }
 
-/** The FP8 fake cast through a slot, by its recipe (papers.md §2). */
+/**
+ * A quantize through its slot, by its recipe (papers.md §2). Read only by GEMMs (storage e4m3/e5m2)
+ * it writes the packed codes, which the GEMMs decode and rescale by 1/s; otherwise (attention
+ * inputs, blockwise scaling) the f32 fake cast decode(encode(x·s))/s. Delayed: the stored scale;
+ * current: amax of x, then the scale, then the cast; blockwise: per-block amax and scale.
+ */
 const lowerQuantize: Lower<"quantize"> = (n, cx) => {
   const slot = cx.graph.scaleSlots[n.attrs.slot];
   if (!slot) cx.fail(`no scale slot #${n.attrs.slot}`);
@@ -229,7 +280,11 @@ const lowerQuantize: Lower<"quantize"> = (n, cx) => {
   const state = stateOf(cx);
   const sc = slot.scaling;
   const base = { name: kname(n), n: nel, format: slot.format, saturate: slot.saturate };
+  const packed = cx.outStorage !== "f32";
+  const packTo = (c: CastBinding): void =>
+    cx.kernel("quantize", ew.elementwise({ name: kname(n), rows: 1, cols: nel, inputs: ["none"], expr: { in: 0 }, out: c.out }), { in0: x, y, ...c.bind });
   if (sc.kind === "delayed") {
+    if (packed) return packTo(cx.castTo(slot, true));
     const slot_info = cx.constant(rk.slotInfo(ring), "slot");
     cx.kernel("quantize", rk.fakeQuant({ ...base, record: true }), { x, y, slot_info, ...state });
   } else if (sc.kind === "current") {
@@ -237,6 +292,12 @@ const lowerQuantize: Lower<"quantize"> = (n, cx) => {
     const amax = cx.external(KEYS.atomics, 0);
     cx.kernel("amax", rk.absmaxBits({ name: kname(n), n: nel }), { x, slot_info, amax });
     const recipe = { fmax, margin: sc.margin, pow2: sc.pow2 };
+    if (packed) {
+      const aligned = cx.aligned(slot.id, "scale").buffer;
+      const stride = cx.opts.offsetAlign / 4;
+      cx.kernel("scale", rk.recordAmax({ name: kname(n), recipe, alignedStride: stride }), { slot_info, amax, ...state, aligned });
+      return packTo(cx.castTo(slot, false));
+    }
     cx.kernel("scale", rk.recordAmax({ name: kname(n), recipe }), { slot_info, amax, ...state });
     cx.kernel("quantize", rk.fakeQuant({ ...base, record: false }), { x, y, slot_info, scales: state.scales });
   } else {
@@ -250,6 +311,105 @@ const lowerQuantize: Lower<"quantize"> = (n, cx) => {
   }
 };
 
+/** A GEMM operand: its type as stored and, for FP8, the 1/s view it is rescaled by. */
+function gemmOperand(cx: Ctx, i: 0 | 1): { type: Storage; buffer: number; scaleInv?: BufferView } {
+  const type = cx.storage(i);
+  const src = cx.graph.nodes[cx.node.inputs[i]];
+  const buffer = cx.in(i, true);
+  if ((type === "e4m3" || type === "e5m2") && src.op === "quantize") return { type, buffer, scaleInv: cx.aligned(src.attrs.slot, "inv") };
+  return { type, buffer };
+}
+
+/**
+ * matmul (with a fused epilogue: bias node, activation, residual node). FP8×FP8 takes the
+ * subgroup-matrix path where the adapter has one; everything else the FMA path.
+ */
+function lowerGemm(n: NodeOf<"matmul">, cx: Ctx, ep: { bias?: number; act?: GemmEpilogue["act"]; residual?: number }): void {
+  const { transA, transB } = n.attrs;
+  const [a, b] = [cx.shape(0), cx.shape(1)];
+  if (a.length !== 2 || b.length !== 2) cx.fail(`operands must be 2-D, got [${a}] and [${b}]`);
+  const [M, N] = n.shape;
+  const K = transA ? a[0] : a[1];
+  const [opA, opB] = [gemmOperand(cx, 0), gemmOperand(cx, 1)];
+  const fp8 = (t: Storage) => t === "e4m3" || t === "e5m2";
+  const caps = cx.opts.caps;
+  const path = fp8(opA.type) && fp8(opB.type) && caps && gemmPathsFor(caps).includes("subgroup-matrix") ? "subgroup-matrix" : "fma";
+  const epilogue: GemmEpilogue = { ...(ep.bias !== undefined ? { bias: true } : {}), ...(ep.act ? { act: ep.act } : {}), ...(ep.residual !== undefined ? { residual: true } : {}) };
+  const cfg = { name: kname(n), M, N, K, transA, transB, a: opA.type, b: opB.type, scaleA: !!opA.scaleInv, scaleB: !!opB.scaleInv, out: "f32" as const, epilogue, path } as const;
+  const src = generateGemm(cfg, caps);
+  const c = cx.out();
+  const bind: Record<string, number | BufferView> = { a: opA.buffer, b: opB.buffer, c };
+  if (opA.scaleInv) bind.scale_a = opA.scaleInv;
+  if (opB.scaleInv) bind.scale_b = opB.scaleInv;
+  if (ep.bias !== undefined) bind.bias = cx.value(ep.bias);
+  if (ep.residual !== undefined) bind.residual = cx.value(ep.residual);
+  const what = ["gemm", ep.bias !== undefined ? "bias" : "", ep.act ?? "", ep.residual !== undefined ? "residual" : ""].filter(Boolean).join("+");
+  cx.kernel(what, src, bind, 2 * M * N * K);
+}
+
+/** y = factor·table[ids] (a scale fused into the gather), through the context's output cast. */
+function lowerEmbed(n: NodeOf<"embed">, cx: Ctx, factor: number): void {
+  const [V, D] = cx.shape(0);
+  const c = cx.cast();
+  const y = cx.out();
+  const src = ew.embed({ name: kname(n), tokens: numel(cx.shape(1)), dim: D, vocab: V, ...(factor !== 1 ? { scale: factor } : {}), ...(c.out ? { out: c.out } : {}) });
+  cx.kernel(factor !== 1 ? "embed+scale" : "embed", src, { ids: cx.in(1), table: cx.in(0), y, ...c.bind });
+}
+
+/** sum_to(map(inputs…)): the inputs all have the shape being reduced (a fused chain, or the node's one input). */
+function lowerSumTo(n: NodeOf<"sum_to">, cx: Ctx, inputs: readonly number[], map: Ew): void {
+  const from = cx.shape(0);
+  let view: { outer: number; red: number; inner: number };
+  try {
+    view = sumToShape(from, n.attrs.shape);
+  } catch (e) {
+    return cx.fail((e as Error).message);
+  }
+  const y = cx.out();
+  const parts = view.outer * view.inner < 256 ? partsFor(view.red) : 1;
+  const what = inputs.length === 1 && "in" in map ? "sum_to" : "elementwise+sum_to";
+  const bind = Object.fromEntries(inputs.map((id, i) => [`in${i}`, cx.value(id)]));
+  withParts(cx, what, parts, view.outer * view.inner, y, (target) =>
+    cx.kernel(what, reduce({ name: kname(n), ...view, op: "sum", parts, inputs: inputs.length, map }), { ...bind, y: target }),
+  );
+}
+
+/** Label of a chain: its ops in order, `+fp8` when it writes FP8. */
+const chainLabel = (g: Graph, grp: KernelGroup): string => grp.nodes.map((id) => (g.nodes[id].op === "quantize" ? "fp8" : g.nodes[id].op)).join("+");
+
+/** The node a group's context is built around (its inputs, shapes and name): see lowerGroup. */
+export function groupNode(grp: KernelGroup): number {
+  switch (grp.kind) {
+    case "node":
+      return grp.node;
+    case "elementwise":
+      return grp.root;
+    case "reduce":
+      return grp.sum;
+    case "gemm":
+      return grp.matmul;
+    case "embed":
+      return grp.embed;
+  }
+}
+
+/** Lowers one kernel group; `cx` is built around groupNode(grp), its value being the group's output. */
+export function lowerGroup(grp: KernelGroup, cx: Ctx): void {
+  const g = cx.graph;
+  switch (grp.kind) {
+    case "node":
+      return (LOWERING[cx.node.op] as Lower<OpKind>)(cx.node, cx);
+    case "elementwise":
+      return lowerChain(cx, cx.node.shape, grp.inputs, grp.expr, chainLabel(g, grp));
+    case "reduce":
+      return lowerSumTo(cx.node as NodeOf<"sum_to">, cx, grp.inputs, grp.map);
+    case "gemm":
+      return lowerGemm(cx.node as NodeOf<"matmul">, cx, { ...(grp.bias !== undefined ? { bias: grp.bias } : {}), ...(grp.act ? { act: grp.act } : {}), ...(grp.residual !== undefined ? { residual: grp.residual } : {}) });
+    case "embed":
+      return lowerEmbed(cx.node as NodeOf<"embed">, cx, grp.scale);
+  }
+}
+
 /** One entry per op kind: how a node becomes kernels (an op that cannot be lowered fails here, at plan time). */
 export const LOWERING = {
   param: (n, cx) => cx.alias(cx.external(KEYS.param(n.name), numel(n.shape) * 4)),
@@ -257,26 +417,13 @@ export const LOWERING = {
   const: () => {
     // Made by plan(): a const is an uploaded buffer, no kernel.
   },
-  embed: (n, cx) => {
-    const [V, D] = cx.shape(0);
-    const y = cx.out();
-    cx.kernel("embed", ew.embed({ name: kname(n), tokens: numel(cx.shape(1)), dim: D, vocab: V }), { ids: cx.in(1), table: cx.in(0), y });
-  },
-  matmul: (n, cx) => {
-    const { transA, transB } = n.attrs;
-    const [a, b] = [cx.shape(0), cx.shape(1)];
-    if (a.length !== 2 || b.length !== 2) cx.fail(`operands must be 2-D, got [${a}] and [${b}]`);
-    const [M, N] = n.shape;
-    const K = transA ? a[0] : a[1];
-    const src = generateGemm({ name: kname(n), M, N, K, transA, transB, a: "f32", b: "f32", out: "f32", path: "fma" });
-    const c = cx.out();
-    cx.kernel("gemm", src, { a: cx.in(0), b: cx.in(1), c });
-  },
+  embed: (n, cx) => lowerEmbed(n, cx, 1),
+  matmul: (n, cx) => lowerGemm(n, cx, {}),
   add: binaryEw("add"),
   sub: binaryEw("sub"),
   mul: binaryEw("mul"),
   div: binaryEw("div"),
-  scale: (n, cx) => ewNode({ op: "scale", args: [{ in: 0 }], factor: n.attrs.factor }, 1)(n, cx),
+  scale: (n, cx) => ewNode({ op: "scale", args: [{ in: 0 }], factor: n.attrs.factor })(n, cx),
   gelu: unaryEw("gelu"),
   silu: unaryEw("silu"),
   tanh: unaryEw("tanh"),
@@ -286,20 +433,23 @@ export const LOWERING = {
     const width = last(n.shape);
     const { headDim, seqLen, base, scaling, inverse } = n.attrs;
     if (width % headDim !== 0) cx.fail(`width ${width} is not a multiple of head_dim ${headDim}`);
-    const cfg = { name: kname(n), rows: numel(n.shape) / width, heads: width / headDim, headDim, seqLen, base, inverse, ...(scaling ? { scaling } : {}) };
+    const c = cx.cast();
+    const cfg = { name: kname(n), rows: numel(n.shape) / width, heads: width / headDim, headDim, seqLen, base, inverse, ...(scaling ? { scaling } : {}), ...outOf(c) };
     const y = cx.out();
-    cx.kernel("rope", ew.rope(cfg), { x: cx.in(0), y });
+    cx.kernel("rope", ew.rope(cfg), { x: cx.in(0), y, ...c.bind });
   },
   attention: (n, cx) => cx.alias(attentionFwd(cx, n).o),
   xielu: (n, cx) => {
+    const c = cx.cast();
     const y = cx.out();
-    const cfg = { name: kname(n), n: numel(n.shape), beta: n.attrs.beta, eps: n.attrs.eps };
-    cx.kernel("xielu", ew.xielu(cfg), { x: cx.in(0), rho_p: cx.in(1), rho_n: cx.in(2), y });
+    const cfg = { name: kname(n), n: numel(n.shape), beta: n.attrs.beta, eps: n.attrs.eps, ...outOf(c) };
+    cx.kernel("xielu", ew.xielu(cfg), { x: cx.in(0), rho_p: cx.in(1), rho_n: cx.in(2), y, ...c.bind });
   },
   glu: (n, cx) => {
     const F = last(n.shape);
+    const c = cx.cast();
     const y = cx.out();
-    cx.kernel("glu", ew.glu({ name: kname(n), rows: numel(n.shape) / F, width: F, act: n.attrs.act }), { x: cx.in(0), y });
+    cx.kernel("glu", ew.glu({ name: kname(n), rows: numel(n.shape) / F, width: F, act: n.attrs.act, ...outOf(c) }), { x: cx.in(0), y, ...c.bind });
   },
   row_absmax: (n, cx) => {
     const width = last(cx.shape(0));
@@ -321,6 +471,11 @@ export const LOWERING = {
   cast: (n, cx) => {
     if (n.attrs.to === "f32") return cx.alias(cx.in(0));
     const y = cx.out();
+    if (cx.outStorage === "bf16") {
+      // Read only by GEMMs: stored as bf16 (two per u32), the GEMM decodes exactly.
+      const src = ew.elementwise({ name: kname(n), rows: 1, cols: numel(n.shape), inputs: ["none"], expr: { in: 0 }, out: { dtype: "bf16" } });
+      return cx.kernel("cast bf16", src, { in0: cx.in(0), y });
+    }
     cx.kernel("cast bf16", rk.bf16Round({ name: kname(n), n: numel(n.shape) }), { x: cx.in(0), y });
   },
   kurtosis: (n, cx) => {
@@ -348,20 +503,7 @@ export const LOWERING = {
       cx.kernel("kurtosis", kurtosis({ name: kname(n), tokens, width, mode: n.attrs.mode, seqLen: n.attrs.seqLen, vectorsPerWorkgroup: vpw }), { x, y: target }),
     );
   },
-  sum_to: (n, cx) => {
-    const from = cx.shape(0);
-    let view: { outer: number; red: number; inner: number };
-    try {
-      view = sumToShape(from, n.attrs.shape);
-    } catch (e) {
-      return cx.fail((e as Error).message);
-    }
-    const y = cx.out();
-    const parts = view.outer * view.inner < 256 ? partsFor(view.red) : 1;
-    withParts(cx, "sum_to", parts, view.outer * view.inner, y, (target) =>
-      cx.kernel("sum_to", reduce({ name: kname(n), ...view, op: "sum", parts }), { in0: cx.in(0), y: target }),
-    );
-  },
+  sum_to: (n, cx) => lowerSumTo(n, cx, [n.inputs[0]], { in: 0 }),
   gelu_grad: binaryEw("gelu_grad"),
   silu_grad: binaryEw("silu_grad"),
   tanh_grad: binaryEw("tanh_grad"),
@@ -378,8 +520,8 @@ export const LOWERING = {
       const dk = cx.scratch(numel(cx.shape(1)) * 4, "dk");
       const dv = cx.scratch(numel(cx.shape(2)) * 4, "dv");
       const f: Record<string, number> = fp8 ? { scales: fp8.bind.scales } : {};
-      cx.kernel("attention bwd_dq", attentionKernel(cfg, "bwd_dq"), { q, k, v, o, dout, lse, delta, dq, ...f });
-      cx.kernel("attention bwd_dkv", attentionKernel(cfg, "bwd_dkv"), { q, k, v, dout, lse, delta, dk, dv, ...(fp8?.bind ?? {}) });
+      cx.kernel("attention bwd_dq", attentionKernel(cfg, "bwd_dq"), { q, k, v, o, dout, lse, delta, dq, ...f }, attentionFlops(cfg, "bwd_dq"));
+      cx.kernel("attention bwd_dkv", attentionKernel(cfg, "bwd_dkv"), { q, k, v, dout, lse, delta, dk, dv, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "bwd_dkv"));
       fp8?.record(1);
       return { q: dq, k: dk, v: dv };
     });
@@ -389,8 +531,12 @@ export const LOWERING = {
     const { beta, eps, wrt } = n.attrs;
     const nel = numel(cx.shape(0));
     const [x, rho_p, rho_n, dy] = [0, 1, 2, 3].map((i) => cx.in(i));
+    if (wrt === "x") {
+      const c = cx.cast();
+      const dx = cx.out();
+      return cx.kernel("xielu grad", ew.xielu({ name: kname(n), n: nel, beta, eps, ...outOf(c) }, true), { x, rho_p, rho_n, dy, dx, ...c.bind });
+    }
     const out = cx.out();
-    if (wrt === "x") return cx.kernel("xielu grad", ew.xielu({ name: kname(n), n: nel, beta, eps }, true), { x, rho_p, rho_n, dy, dx: out });
     const parts = partsFor(nel);
     const rho: Record<string, number> = wrt === "rho_p" ? { rho_p } : { rho_n };
     withParts(cx, `xielu grad ${wrt}`, parts, 1, out, (target) =>
@@ -399,8 +545,9 @@ export const LOWERING = {
   },
   glu_grad: (n, cx) => {
     const F = last(n.shape) / 2;
+    const c = cx.cast();
     const dx = cx.out();
-    cx.kernel("glu grad", ew.gluGrad({ name: kname(n), rows: numel(n.shape) / (2 * F), width: F, act: n.attrs.act }), { x: cx.in(0), dy: cx.in(1), dx });
+    cx.kernel("glu grad", ew.gluGrad({ name: kname(n), rows: numel(n.shape) / (2 * F), width: F, act: n.attrs.act, ...outOf(c) }), { x: cx.in(0), dy: cx.in(1), dx, ...c.bind });
   },
   embed_grad: (n, cx) => {
     const D = last(cx.shape(1));
@@ -409,28 +556,32 @@ export const LOWERING = {
   },
   cross_entropy_grad: (n, cx) => {
     const V = last(cx.shape(0));
+    const c = cx.cast();
     const dlogits = cx.out();
-    const src = row.crossEntropyGrad({ name: kname(n), rows: numel(cx.shape(0)) / V, width: V, wg: 64 });
-    cx.kernel("cross_entropy grad", src, { logits: cx.in(0), targets: cx.in(1), dloss: cx.in(2), dlogits });
+    const src = row.crossEntropyGrad({ name: kname(n), rows: numel(cx.shape(0)) / V, width: V, wg: 64, ...outOf(c) });
+    cx.kernel("cross_entropy grad", src, { logits: cx.in(0), targets: cx.in(1), dloss: cx.in(2), dlogits, ...c.bind });
   },
 } satisfies { [K in OpKind]: Lower<K> };
 
 function lowerNorm(n: NodeOf<"rmsnorm" | "layernorm">, cx: Ctx): void {
   const k = n.inputs.length;
+  const c = cx.cast();
   const y = cx.out();
-  const src = row.norm({ ...normConfig(n, cx), gain: k >= 2 ? "param" : "none", bias: k >= 3 });
-  cx.kernel(n.op, src, { x: cx.in(0), ...(k >= 2 ? { gain: cx.in(1) } : {}), ...(k >= 3 ? { bias: cx.in(2) } : {}), y });
+  const src = row.norm({ ...normConfig(n, cx), gain: k >= 2 ? "param" : "none", bias: k >= 3, ...outOf(c) });
+  cx.kernel(n.op, src, { x: cx.in(0), ...(k >= 2 ? { gain: cx.in(1) } : {}), ...(k >= 3 ? { bias: cx.in(2) } : {}), y, ...c.bind });
 }
 
 function lowerNormGrad(n: NodeOf<"rmsnorm_grad" | "layernorm_grad">, cx: Ctx): void {
   const base = normConfig(n, cx);
   const wrt = n.attrs.wrt;
-  const out = cx.out();
   if (wrt === "x") {
     const gain = n.inputs.length >= 3;
-    const src = row.normGrad({ ...base, gain: gain ? "param" : "none", wrt: { x: true, gain: false, bias: false } });
-    return cx.kernel(`${n.op} x`, src, { x: cx.in(0), dy: cx.in(1), ...(gain ? { gain: cx.in(2) } : {}), dx: out });
+    const c = cx.cast();
+    const dx = cx.out();
+    const src = row.normGrad({ ...base, gain: gain ? "param" : "none", wrt: { x: true, gain: false, bias: false }, ...outOf(c) });
+    return cx.kernel(`${n.op} x`, src, { x: cx.in(0), dy: cx.in(1), ...(gain ? { gain: cx.in(2) } : {}), dx, ...c.bind });
   }
+  const out = cx.out();
   // Column sums as partial rows, one per workgroup of `rpw` rows, then added.
   const parts = Math.min(base.rows, 64);
   const rpw = Math.ceil(base.rows / parts);

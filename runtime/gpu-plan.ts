@@ -1,15 +1,23 @@
-// Graph IR → GPU plan: every node through the lowering table (runtime/gpu-lower.ts) into generated
-// kernels over logical f32 buffers, plus the rest of a training step (grad norm, clip + AdamW, FP8
-// scale update). runtime/gpu-build.ts turns a plan into device objects once.
-import type { Graph, Node, OpKind, ScaleSlot } from "../compiler/ir.js";
+// Graph IR → GPU plan: the fusion pass (compiler/fuse.ts) groups the nodes into kernels, each group
+// goes through the lowering (runtime/gpu-lower.ts) into generated kernels over logical buffers (f32,
+// or packed FP8/bf16 where only GEMMs read a value), plus the rest of a training step (grad norm,
+// clip + AdamW, FP8 scale update). runtime/gpu-build.ts turns a plan into device objects once.
+import { fuseGraph, type KernelGraph, type KernelGroup, type Storage } from "../compiler/fuse.js";
+import type { Graph, ScaleSlot } from "../compiler/ir.js";
 import { numel, paramNodes } from "../compiler/ir.js";
 import { type KernelSource, reduce } from "../compiler/kernels/reduce.js";
 import { pruneGraph } from "./cpu-executor.js";
 import { FP8_FORMATS } from "./fp8.js";
 import * as rk from "./gpu-kernels.js";
-import { type BufferView, type Ctx, KEYS, LOWERING, type Lower, partsFor, PlanError, type PlanOptions } from "./gpu-lower.js";
+import { type BufferView, type CastBinding, type Ctx, groupNode, type KernelCost, KEYS, lowerGroup, partsFor, PlanError, type PlanOptions } from "./gpu-lower.js";
 
-export { type BufferView, KEYS, LOWERING, PlanError, type PlanOptions } from "./gpu-lower.js";
+export { type BufferView, type KernelCost, KEYS, LOWERING, PlanError, type PlanOptions } from "./gpu-lower.js";
+
+/** Bytes a value of `n` elements takes in `storage`: packed words of 4 FP8 or 2 bf16 codes. */
+export function storageBytes(n: number, storage: Storage): number {
+  if (storage === "f32") return n * 4;
+  return Math.ceil(n / (storage === "bf16" ? 2 : 4)) * 4;
+}
 
 /**
  * A logical buffer. `transient` buffers share physical memory by lifetime; `const` ones are uploaded
@@ -32,6 +40,8 @@ export interface PlanKernel {
   source: KernelSource;
   /** One view per binding of `source`, in @binding order. */
   bindings: BufferView[];
+  /** FLOPs (GEMM 2MNK, attention its GEMMs' FLOPs, else 0) and bytes its bindings span, for achieved TFLOP/s and GB/s. */
+  cost?: KernelCost;
 }
 
 export interface GraphPlan {
@@ -42,6 +52,8 @@ export interface GraphPlan {
   /** The amax-history layout of the graph's scale slots. */
   rings: rk.SlotRing[];
   histWords: number;
+  /** The kernel groups the graph was lowered from. */
+  fused?: KernelGraph;
 }
 
 /** Where each slot's amax ring lives in the concatenated history buffer. */
@@ -61,7 +73,7 @@ export function probeOutputNames(g: Graph): string[] {
   return Object.keys(g.outputs).filter((k) => g.nodes[g.outputs[k]].role === "probe");
 }
 
-/** Builds plans: nodes → kernels and logical buffers. */
+/** Builds plans: kernel groups → kernels and logical buffers. */
 class Planner {
   readonly buffers: PlanBuffer[] = [];
   readonly kernels: PlanKernel[] = [];
@@ -69,11 +81,16 @@ class Planner {
   private readonly memos = new Map<string, unknown>();
   private atomics = 0;
   readonly values: number[] = [];
+  /** Per-slot binding-aligned copies of scale and 1/scale (gpu-kernels.ts alignedScales), made on first use. */
+  private alignedBuffer: number | undefined;
+  /** Amaxes fused FP8 casts capture in the per-step scratch, recorded into the slots' histories at the end. */
+  private readonly amaxRecords: { slot: number; atomic: number }[] = [];
 
   constructor(
     readonly graph: Graph,
     readonly opts: PlanOptions,
     readonly rings: rk.SlotRing[],
+    readonly fused: KernelGraph,
   ) {}
 
   buffer(bytes: number, label: string, kind: PlanBuffer["kind"], extra: Partial<PlanBuffer> = {}): number {
@@ -93,7 +110,7 @@ class Planner {
     return id;
   }
 
-  kernel(label: string, src: KernelSource, bind: Record<string, number | BufferView>): void {
+  kernel(label: string, src: KernelSource, bind: Record<string, number | BufferView>, flops = 0): void {
     const names = new Set(src.bindings.map((b) => b.name));
     for (const k of Object.keys(bind)) if (!names.has(k)) throw new PlanError(`kernel '${label}': no binding '${k}' (has ${[...names].join(", ")})`);
     const bindings = src.bindings.map((b) => {
@@ -101,58 +118,115 @@ class Planner {
       if (v === undefined) throw new PlanError(`kernel '${label}': nothing bound to '${b.name}'`);
       return typeof v === "number" ? { buffer: v, offset: 0 } : v;
     });
-    this.kernels.push({ label, source: src, bindings });
+    this.kernels.push({ label, source: src, bindings, cost: { flops, bytes: 0 } });
   }
 
-  lowerNode(n: Node): void {
+  private atomic(count: number, aligned: boolean): number {
+    const align = this.opts.offsetAlign / 4;
+    if (aligned) this.atomics = Math.ceil(this.atomics / align) * align;
+    const at = this.atomics;
+    this.atomics += count;
+    return at;
+  }
+
+  aligned(slot: number, which: "scale" | "inv"): BufferView {
+    const region = this.opts.offsetAlign;
+    this.alignedBuffer ??= this.buffer(2 * this.graph.scaleSlots.length * region, "aligned scales", "pinned");
+    return { buffer: this.alignedBuffer, offset: (2 * slot + (which === "inv" ? 1 : 0)) * region, bytes: 4 };
+  }
+
+  /** A packed FP8 cast through `slot` (see Ctx.castTo). */
+  castTo(slot: ScaleSlot, record: boolean): CastBinding {
+    const base = { dtype: slot.format, scale: 0, saturate: slot.saturate } as const;
+    const bind: CastBinding["bind"] = { scales: this.aligned(slot.id, "scale") };
+    if (!record) return { out: base, bind };
+    const at = this.atomic(1, true);
+    this.amaxRecords.push({ slot: slot.id, atomic: at });
+    bind.amax = { buffer: this.external(KEYS.atomics, 0), offset: at * 4, bytes: 4 };
+    return { out: { ...base, amax: 0 }, bind };
+  }
+
+  lowerGroup(grp: KernelGroup): void {
     const g = this.graph;
+    const n = g.nodes[groupNode(grp)];
+    const out = g.nodes[grp.output];
+    const storage = this.fused.storage;
     const fail = (msg: string): never => {
-      throw new PlanError(`cannot lower ${n.op} %${n.id} "${n.name}"${n.span ? ` (${n.span.file}:${n.span.line}:${n.span.col})` : ""}: ${msg}`);
+      const also = grp.nodes.length > 1 ? ` (fused with ${grp.nodes.filter((id) => id !== n.id).map((id) => `%${id}`).join(", ")})` : "";
+      throw new PlanError(`cannot lower ${n.op} %${n.id} "${n.name}"${also}${n.span ? ` (${n.span.file}:${n.span.line}:${n.span.col})` : ""}: ${msg}`);
     };
     if (n.op === "const") {
       const data = new Float32Array(numel(n.shape)).fill(n.attrs.value);
       this.values[n.id] = this.buffer(data.byteLength, n.name, "const", { init: data });
       return;
     }
+    const value = (id: number, packed = false): number => {
+      const v = this.values[id];
+      if (v === undefined) fail(`%${id} has no value`);
+      if (!packed && storage[id] !== "f32") fail(`%${id} is stored as ${storage[id]}, which only a GEMM reads`);
+      return v;
+    };
+    const quantize = grp.quantize !== undefined ? g.nodes[grp.quantize] : undefined;
+    let cast: CastBinding | undefined;
     const cx: Ctx = {
       node: n,
       graph: g,
       opts: this.opts,
-      in: (i) => {
-        const v = this.values[n.inputs[i]];
-        if (v === undefined) fail(`input ${i} has no value`);
-        return v;
-      },
+      in: (i, packed) => value(n.inputs[i], packed),
       shape: (i) => g.nodes[n.inputs[i]].shape,
-      out: () => (this.values[n.id] = this.buffer(numel(n.shape) * 4, n.name, "transient")),
+      storage: (i) => storage[n.inputs[i]],
+      outStorage: storage[out.id],
+      value: (id) => value(id),
+      out: () => (this.values[out.id] = this.buffer(storageBytes(numel(out.shape), storage[out.id]), out.name, "transient")),
+      cast: () => {
+        if (!quantize || quantize.op !== "quantize") return { bind: {} };
+        return (cast ??= this.castTo(g.scaleSlots[quantize.attrs.slot], true));
+      },
+      castTo: (slot, record) => this.castTo(slot, record),
+      aligned: (slot, which) => this.aligned(slot, which),
       alias: (b) => {
-        this.values[n.id] = b;
+        this.values[out.id] = b;
       },
       scratch: (bytes, what) => this.buffer(bytes, `${n.name} ${what}`, "transient"),
       constant: (data, what) => this.buffer(data.byteLength, `${n.name} ${what}`, "const", { init: data }),
       external: (key, bytes) => this.external(key, bytes),
-      kernel: (what, src, bind) => this.kernel(`${n.name} (${what})`, src, bind),
+      kernel: (what, src, bind, flops) => this.kernel(`${out.name} (${what})`, src, bind, flops),
       memo: <T>(key: string, make: () => T): T => {
         if (!this.memos.has(key)) this.memos.set(key, make());
         return this.memos.get(key) as T;
       },
       ring: (slot) => this.rings[slot],
-      atomics: (count, aligned) => {
-        const align = this.opts.offsetAlign / 4;
-        if (aligned) this.atomics = Math.ceil(this.atomics / align) * align;
-        const at = this.atomics;
-        this.atomics += count;
-        return at;
-      },
+      atomics: (count, aligned) => this.atomic(count, aligned),
       fail,
     };
     try {
-      (LOWERING[n.op] as Lower<OpKind>)(n, cx);
+      lowerGroup(grp, cx);
     } catch (e) {
       if (e instanceof PlanError) throw e;
       fail((e as Error).message);
     }
-    if (this.values[n.id] === undefined) fail("the lowering made no value");
+    if (this.values[out.id] === undefined) fail("the lowering made no value");
+    if (quantize && !cast) fail(`the lowering of ${n.op} wrote no FP8 cast for the fused quantize %${quantize.id}`);
+  }
+
+  /** The kernels every graph plan ends and starts with: fused casts' amax records; the aligned scale copies (first). */
+  finishGraph(): void {
+    if (this.amaxRecords.length) {
+      const info = Uint32Array.from(this.amaxRecords.flatMap((r) => [r.slot, this.rings[r.slot].offset, r.atomic]));
+      const slot_info = this.buffer(info.byteLength, "fused amax records", "const", { init: info });
+      const state = { heads: this.external(KEYS.heads, 0), hist: this.external(KEYS.hist, 0) };
+      this.kernel("fused FP8 casts (record amax)", rk.recordAmaxes({ name: "record_amaxes", count: this.amaxRecords.length }), { slot_info, amax: this.external(KEYS.atomics, 0), ...state });
+    }
+    if (this.alignedBuffer !== undefined) {
+      const slots = this.graph.scaleSlots.length;
+      this.kernel("scales (aligned copies)", rk.alignedScales({ name: "aligned_scales", slots, stride: this.opts.offsetAlign / 4 }), { scales: this.external(KEYS.scales, 0), aligned: this.alignedBuffer });
+      this.kernels.unshift(this.kernels.pop()!);
+    }
+  }
+
+  /** Fills each kernel's bytes: what its bindings span (after the externals are sized). */
+  finishCosts(): void {
+    for (const k of this.kernels) k.cost = { flops: k.cost?.flops ?? 0, bytes: k.bindings.reduce((a, v) => a + (v.bytes ?? this.buffers[v.buffer].bytes), 0) };
   }
 
   /** Sizes the buffers the lowering only referred to (state, atomic scratch). */
@@ -176,9 +250,12 @@ class Planner {
  */
 export function planGraph(g: Graph, outputs: readonly string[], opts: PlanOptions): GraphPlan & { planner: Planner } {
   const { rings, words } = slotRings(g.scaleSlots);
-  const p = new Planner(g, opts, rings);
-  for (const n of g.nodes) p.lowerNode(n);
+  const fused = fuseGraph(g);
+  const p = new Planner(g, opts, rings, fused);
+  for (const grp of fused.groups) p.lowerGroup(grp);
+  p.finishGraph();
   p.finishExternals();
+  p.finishCosts();
   const outs: Record<string, number> = {};
   for (const name of outputs) {
     const id = g.outputs[name];
@@ -187,7 +264,7 @@ export function planGraph(g: Graph, outputs: readonly string[], opts: PlanOption
     if (p.buffers[b].kind === "transient") p.buffers[b].kind = "pinned";
     outs[name] = b;
   }
-  return { buffers: p.buffers, kernels: p.kernels, outputs: outs, rings, histWords: words, planner: p };
+  return { buffers: p.buffers, kernels: p.kernels, outputs: outs, rings, histWords: words, fused, planner: p };
 }
 
 /**
@@ -241,5 +318,6 @@ export function planTrainStep(full: Graph, opts: PlanOptions, options: { probes:
     p.finishExternals();
     p.kernel("scale update", rk.scaleUpdate({ name: "scale_update", slots: g.scaleSlots.length }), { slot_meta: metaBuf, ...state });
   }
-  return { buffers: p.buffers, kernels: p.kernels, outputs: { ...plan.outputs, sumsq }, rings: plan.rings, histWords: plan.histWords };
+  p.finishCosts();
+  return { buffers: p.buffers, kernels: p.kernels, outputs: { ...plan.outputs, sumsq }, rings: plan.rings, histWords: plan.histWords, fused: plan.fused };
 }

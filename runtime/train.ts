@@ -20,10 +20,12 @@ import {
 } from "./checkpoint.js";
 import { CpuExecutor } from "./cpu-executor.js";
 import { BatchSampler, loadDataset, validationBatches } from "./data.js";
-import { type Executor, type ExecutorInit, type GpuExecutorModule, zeroMoments } from "./executor.js";
+import { type Executor, type ExecutorInit, type GpuExecutorModule, type StepStats, zeroMoments } from "./executor.js";
 import { initParams } from "./init.js";
 import { formatWarning, KurtosisMonitor, kurtosisRecord, type MonitorOptions, type Warning } from "./kurtosis.js";
 import { learningRate } from "./optimizer.js";
+import type { GpuExecutor } from "./gpu-executor.js";
+import type { StepProfile } from "./profile.js";
 
 /** A user-facing failure of `run`/`generate` (bad file, bad option, diverged run): message, exit 1. */
 export class RunError extends Error {
@@ -81,6 +83,11 @@ export interface TrainOptions {
   onWarning?: WarningAction;
   /** Early-warning thresholds (default DEFAULT_MONITOR, docs/probes.md). */
   monitor?: Partial<MonitorOptions>;
+  /**
+   * Time every kernel of one step (`--profile`, WebGPU only): the third step of this call (the last
+   * if fewer; the next one if that is a probe step) runs with per-kernel timestamps; TrainResult.profile.
+   */
+  profile?: boolean;
 }
 
 /** One line of the JSONL log. */
@@ -96,6 +103,28 @@ export interface LogRecord {
    * mean over layers (docs/probes.md); `{}` on other steps.
    */
   kurtosis: Record<string, number>;
+}
+
+/**
+ * The line each `train` call appends to the log before its first step record: what ran (the header
+ * of `fogc report`). A resumed run appends another, with its `start_step`.
+ */
+export interface RunEvent {
+  event: "run";
+  model: string;
+  file: string;
+  /** The recipe's name and its mode (after `--precision`). */
+  recipe: string;
+  precision: PrecisionMode;
+  backend: Executor["backend"];
+  steps: number;
+  start_step: number;
+  seed: number;
+  batch: number;
+  seq_len: number;
+  params: number;
+  /** ISO 8601 time the run started. */
+  started: string;
 }
 
 /** The JSONL line written for each kurtosis warning, after its step's record. */
@@ -125,6 +154,8 @@ export interface TrainResult {
   warnings: Warning[];
   /** Set when `--on-warning stop` ended the run early: the step it stopped at and the warning. */
   stopped?: { step: number; warning: Warning };
+  /** With `profile`: the profiled step's per-kernel GPU times (runtime/profile.ts formatProfile prints them). */
+  profile?: StepProfile;
 }
 
 /** Compiles the file for training, turning diagnostics into a RunError. */
@@ -276,6 +307,24 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (start > total) throw new RunError(`the checkpoint is at step ${start}, beyond this run's ${total} steps; pass a larger --steps`);
     if (options.log) mkdirSync(dirname(resolve(options.log)), { recursive: true });
     if (options.log && start > 0) replayLog(monitor, options.log, start);
+    if (options.log) {
+      const run: RunEvent = {
+        event: "run",
+        model: model.name,
+        file,
+        recipe: model.precision.name,
+        precision: model.precision.base.mode,
+        backend: exec.backend,
+        steps: total,
+        start_step: start,
+        seed: spec.seed,
+        batch: spec.batch,
+        seq_len: spec.seqLen,
+        params: program.stats.params,
+        started: new Date().toISOString(),
+      };
+      appendFileSync(options.log, JSON.stringify(run) + "\n");
+    }
 
     const { optimizer: opt, schedule } = spec;
     const ckptEvery = options.checkpointEvery ?? spec.evalEvery;
@@ -287,6 +336,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // Probes run on every `probes.every`-th step (docs/probes.md); those steps always get a log record.
     const probeEvery = model.probes.enabled && probeOutputs(program.train).length ? model.probes.every : 0;
     let noProbeNotice = false;
+    // --profile: two warm-up steps first (lazy pipeline compilation, caches), then one non-probe step.
+    let profileAt = -1;
+    let profiler: typeof import("./profile.js") | undefined;
+    let profile: StepProfile | undefined;
+    if (options.profile) {
+      if (exec.backend !== "webgpu") throw new RunError("--profile times GPU kernels: it needs the WebGPU backend (this run is on the CPU; pass --backend webgpu)");
+      const gpu = (exec as GpuExecutor).gpu;
+      if (!gpu.caps.timestamps) throw new RunError(`--profile: adapter '${gpu.caps.adapterName}' has no timestamp queries`);
+      profiler = await import("./profile.js");
+      for (let s = Math.min(start + 2, total - 1); s < total && profileAt < 0; s++) if (!(probeEvery > 0 && (s + 1) % probeEvery === 0)) profileAt = s;
+      if (profileAt < 0) notice("fogc: --profile: no step left to profile (every remaining step computes probes)");
+    }
     let valLoss: number | undefined;
     let lastCheckpoint: string | undefined;
     let trainSeconds = 0;
@@ -322,7 +383,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const lr = learningRate(schedule, opt.lr, step, total);
       const probeStep = probeEvery > 0 && (step + 1) % probeEvery === 0;
       const hyper = { step: step + 1, lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay, clip: opt.clip };
-      const stats = probeStep && exec.trainStepWithProbes ? await exec.trainStepWithProbes(batch, hyper) : await exec.trainStep(batch, hyper);
+      let stats: StepStats;
+      if (step === profileAt && profiler) {
+        profile = await profiler.profileStep(exec as GpuExecutor, batch, hyper);
+        stats = profile.stats;
+      } else stats = probeStep && exec.trainStepWithProbes ? await exec.trainStepWithProbes(batch, hyper) : await exec.trainStep(batch, hyper);
       const dt = (performance.now() - t0) / 1000;
       trainSeconds += dt;
       windowSeconds += dt;
@@ -402,6 +467,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       seconds: (performance.now() - began) / 1000,
       warnings,
       ...(stopped ? { stopped } : {}),
+      ...(profile ? { profile } : {}),
     };
   } finally {
     exec.dispose();

@@ -3,7 +3,7 @@
 // writes D = rowsum(dO⊙O); then dK/dV), with no T×T buffer. GQA and FP8DPA casts are options.
 import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
-import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, segReduce, unpack4 } from "./reduce.js";
+import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, laneReduce, segReduce, unpack4 } from "./reduce.js";
 
 /**
  * FP8DPA (papers.md §3.2): Q, K, V arrive as E4M3 and dO as E5M2, four codes per u32, each decoded
@@ -43,6 +43,11 @@ export interface AttentionConfig {
   tiles?: AttentionTiles;
   /** Workgroup memory the tiles may use (the device's maxComputeWorkgroupStorageSize). */
   maxSharedBytes?: number;
+  /**
+   * The adapter's minimum subgroup size when it has `subgroups`: the row max/sum over a row's lanes
+   * then use subgroup shuffles instead of workgroup-memory trees (no barriers).
+   */
+  subgroupSize?: number;
 }
 
 /**
@@ -129,8 +134,8 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   const dos = pass === "fwd" ? "" : qRows("dos");
   b.workgroupArray("pt", "f32", BR * BC);
   if (pass === "bwd_dkv") b.workgroupArray("dst", "f32", BR * BC).workgroupArray("lse_s", "f32", BR).workgroupArray("d_s", "f32", BR);
-  const segMax = segReduce(b, NT, L, "max");
-  const segSum = segReduce(b, NT, L, "sum");
+  const rowMax = laneReduce(b, NT, L, cfg.subgroupSize, "max");
+  const rowSum = laneReduce(b, NT, L, cfg.subgroupSize, "sum");
 
   /** Loads rows t0.. of one head of `src` into `dst` (zeros past T), decoding FP8 words. */
   const load = (dst: string, src: string, rows: number, t0: string, width: number, head: string, fmt?: Fp8Format, sinv?: number): string[] => {
@@ -202,11 +207,11 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
       `}`,
     ];
     const online = (withPV: boolean): string[] => [
-      `let m_new = max(m, ${segMax}(smax, lidx));`,
+      `let m_new = max(m, ${rowMax("smax")});`,
       `let alpha = exp(m - m_new);`,
       `var psum = 0.0;`,
       `for (var c = 0u; c < ${A}u; c = c + 1u) { let p = exp(s[c] - m_new); psum = psum + p;${withPV ? ` pt[r * ${BC}u + l + c * ${L}u] = p;` : ""} }`,
-      `lsum = lsum * alpha + ${segSum}(psum, lidx);`,
+      `lsum = lsum * alpha + ${rowSum("psum")};`,
       `m = m_new;`,
       ...(withPV ? [`for (var x = 0u; x < ${DL}u; x = x + 1u) { oacc[x] = oacc[x] * alpha; }`] : []),
     ];
@@ -233,7 +238,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
       `  let d = l + x * ${L}u;`,
       `  dpart = dpart + dos[r * RS + d] * select(0.0, o[(bb * T + min(i, T - 1u)) * ${QW}u + h * DH + d], i < T);`,
       `}`,
-      `let dr = ${segSum}(dpart, lidx);`,
+      `let dr = ${rowSum("dpart")};`,
       `let lse_r = select(0.0, lse[row], i < T);`,
       `if (i < T && l == 0u) { delta[row] = dr; }`,
       `var dqa: array<f32, ${DL}>;`,

@@ -84,6 +84,27 @@ export function segReduce(b: WgslBuilder, wg: number, seg: number, op: ReduceOp,
   return name;
 }
 
+/**
+ * A reduction over `lanes` consecutive invocations (one row's): none for one lane; subgroup shuffles
+ * when lanes ≤ `subgroupSize` (the adapter's minimum; emits `enable subgroups`), no barriers; else
+ * segReduce through workgroup memory. Returns a WGSL expression maker; call in uniform control flow.
+ * The shuffle path assumes a 1-D workgroup's subgroups are aligned runs of local_invocation_index.
+ */
+export function laneReduce(b: WgslBuilder, wg: number, lanes: number, subgroupSize: number | undefined, op: "sum" | "max"): (v: string) => string {
+  if (lanes === 1) return (v) => v;
+  if (subgroupSize && lanes <= subgroupSize) {
+    // Butterfly: every lane ends with the same value, summed in the same order (deterministic).
+    b.enable("subgroups");
+    const fn = `lanes_${op}_${lanes}`;
+    const steps: string[] = [];
+    for (let s = lanes / 2; s >= 1; s /= 2) steps.push(`  r = ${op === "sum" ? `r + subgroupShuffleXor(r, ${s}u)` : `max(r, subgroupShuffleXor(r, ${s}u))`};`);
+    b.helper(fn, [`fn ${fn}(v: f32) -> f32 {`, `  var r = v;`, ...steps, `  return r;`, `}`].join("\n"));
+    return (v) => `${fn}(${v})`;
+  }
+  const f = segReduce(b, wg, lanes, op);
+  return (v) => `${f}(${v}, lidx)`;
+}
+
 // ---- FP8 / bf16 codecs ---------------------------------------------------------------------
 
 export interface Codec {

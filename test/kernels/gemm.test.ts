@@ -2,7 +2,7 @@
 // decoded with runtime/fp8.ts, multiplied and finished in f64, outputs encoded with runtime/fp8.ts.
 // Covers NN/NT/TN × f32/e4m3/e5m2/bf16 operands × f32/bf16/FP8 outputs × epilogues, ragged shapes.
 import { describe, expect, it } from "vitest";
-import { type GemmConfig, type GemmOperandType, gemmPathsFor, generateGemm, mmaShapesFor } from "../../compiler/kernels/gemm.js";
+import { chooseGemmTile, type GemmConfig, type GemmOperandType, gemmPathsFor, generateGemm, mmaShapesFor } from "../../compiler/kernels/gemm.js";
 import { createComputePipeline, readBuffer, runKernel, uploadBuffer } from "../../runtime/device.js";
 import { decodeBF16, decodeFP8, encodeBF16, encodeFP8, packFP8, unpackFP8 } from "../../runtime/fp8.js";
 import { getGpu, SKIP_GPU, withGpu } from "../helpers/gpu.js";
@@ -263,31 +263,77 @@ const GELU = { epilogue: { bias: true, act: "gelu" as const } };
 const RES = { epilogue: { residual: true } };
 
 // Every layout × operand pair once, rotating outputs and epilogues so that each output type and each
-// epilogue meets several layouts and operand types; the other activations, E5M2 output,
-// accumulation and a non-default FMA tile ride along. Each case is one pipeline, and compiling a
-// pipeline costs lavapipe 1.5–3 s of CPU, so the list is kept to twelve.
+// epilogue meets several layouts and operand types; the other activations, E5M2 output and
+// accumulation ride along. Without caps these small shapes get the default "direct" FMA variant
+// (the CPU one); FMA_VARIANTS below covers the other tiles. Each case is one pipeline, and compiling
+// a pipeline costs lavapipe 1.5–3 s of CPU, so the lists are kept short.
 const CASES: Case[] = [
   { cfg: gemm("NN", "f32", "f32", "f32", RAGGED) },
   { cfg: gemm("NT", "f32", "f32", "bf16", RAGGED4, GELU) },
   { cfg: gemm("TN", "f32", "f32", "e4m3", THIN, RES) },
   { cfg: gemm("NN", "e4m3", "e4m3", "e4m3", RAGGED4, { ...GELU, scaleA: true, scaleB: true }), scaleA: 0.37, scaleB: 1.9 },
   { cfg: gemm("NT", "e4m3", "e4m3", "f32", RAGGED, { epilogue: { act: "tanh", residual: true }, scaleA: true }), scaleA: 0.061 },
-  { cfg: gemm("TN", "e4m3", "e4m3", "bf16", MULTI, { ...RES, tile: { bm: 16, bn: 32, bk: 8, tm: 2 } }) },
+  { cfg: gemm("TN", "e4m3", "e4m3", "bf16", MULTI, RES) },
   { cfg: gemm("NN", "e5m2", "e4m3", "bf16", THIN, RES) },
-  // The forward linear, with the operand tiles copied to workgroup memory as stored (no transposes).
-  { cfg: gemm("NT", "e5m2", "e4m3", "e4m3", MULTI, { ...GELU, scaleA: true, scaleB: true, tile: { sharedLayout: "storage" } }), scaleA: 2.5, scaleB: 0.125 },
+  { cfg: gemm("NT", "e5m2", "e4m3", "e4m3", MULTI, { ...GELU, scaleA: true, scaleB: true }), scaleA: 2.5, scaleB: 0.125 },
   { cfg: gemm("TN", "e5m2", "e4m3", "f32", RAGGED4, { epilogue: { act: "relu" }, accumulate: true }) },
   { cfg: gemm("NN", "bf16", "bf16", "f32", MULTI, GELU) },
   { cfg: gemm("NT", "bf16", "bf16", "e5m2", RAGGED4, { epilogue: { bias: true, act: "silu" } }) },
   { cfg: gemm("TN", "bf16", "bf16", "bf16", RAGGED4, { ...RES, accumulate: true }) },
 ];
 
+// The FMA tiles beyond the small-shape default: the GPU's shared variant with grouped 8×8 blocks
+// (several workgroups and K steps over MULTI), with ungrouped rows (tm = 2), at its 64×64 default,
+// and the direct variant with 4×8 blocks and two K chunks per step, in each layout.
+const SHARED_8X8 = { fmaLoads: "shared" as const, bm: 32, bn: 32, bk: 8, tm: 8, tn: 8 };
+const FMA_VARIANTS: Case[] = [
+  { cfg: gemm("NN", "f32", "f32", "f32", MULTI, { tile: SHARED_8X8 }) },
+  { cfg: gemm("NT", "e4m3", "e4m3", "e4m3", MULTI, { ...GELU, scaleA: true, tile: SHARED_8X8 }), scaleA: 0.25 },
+  { cfg: gemm("TN", "e4m3", "e4m3", "bf16", MULTI, { ...RES, tile: { fmaLoads: "shared", bm: 16, bn: 32, bk: 8, tm: 2, tn: 4 } }) },
+  { cfg: gemm("NT", "bf16", "bf16", "f32", RAGGED, { tile: { fmaLoads: "shared", bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 } }) },
+  { cfg: gemm("NN", "e5m2", "e4m3", "f32", MULTI, { epilogue: { bias: true }, tile: { fmaLoads: "direct", bm: 16, bn: 32, bk: 8, tm: 4, tn: 8 } }) },
+  { cfg: gemm("TN", "f32", "f32", "f32", RAGGED, { accumulate: true, tile: { fmaLoads: "direct", bm: 32, bn: 16, bk: 8, tm: 4, tn: 8 } }) },
+];
+
+/**
+ * Every FP8 code of `format` through a GEMM, exactly: A [256, 4] holds code i at (i, 0) and zeros
+ * elsewhere, B [4, 4] is the identity, so C[i, 0] = decode(i) (inf and NaN included) and the codes
+ * pass through the word-at-a-time decoder (rows of 4 codes are whole words).
+ */
+async function everyCode(format: "e4m3" | "e5m2", path: GemmConfig["path"]): Promise<void> {
+  const codes = new Uint8Array(256 * 4);
+  for (let i = 0; i < 256; i++) codes[i * 4] = i;
+  const one = encodeFP8(Float32Array.of(1), "e4m3")[0];
+  const identity = Uint8Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? one : 0));
+  const cfg: GemmConfig = { name: `every_${format}_${path}`, M: 256, N: 4, K: 4, transA: false, transB: false, a: format, b: "e4m3", out: "f32", path };
+  const got = await withGpu(async (gpu) => {
+    const k = generateGemm(cfg);
+    const p = await createComputePipeline(gpu, k.wgsl, k.entryPoint, cfg.name);
+    const bufs = [uploadBuffer(gpu, packFP8(codes), "a"), uploadBuffer(gpu, packFP8(identity), "b"), uploadBuffer(gpu, new Float32Array(256 * 4), "c")];
+    await runKernel(gpu, p, bufs, k.workgroups);
+    const out = new Float32Array(await readBuffer(gpu, bufs[2], 256 * 16));
+    for (const buf of bufs) buf.destroy();
+    return out;
+  });
+  const want = decodeFP8(Uint8Array.from({ length: 256 }, (_, i) => i), format);
+  // (−0 comes out +0: the f32 accumulator starts at +0, and +0 + −0 = +0.)
+  for (let i = 0; i < 256; i++) {
+    const ok = got[i * 4] === want[i] || (Number.isNaN(got[i * 4]) && Number.isNaN(want[i]));
+    expect(ok, `code 0x${i.toString(16)}: got ${got[i * 4]}, want ${want[i]}`).toBe(true);
+  }
+}
+
 describe.skipIf(SKIP_GPU)("gemm (FMA path, on the device)", () => {
-  for (const c of CASES) {
+  for (const c of [...CASES, ...FMA_VARIANTS]) {
     it(c.cfg.name, async () => {
       checkResult(c.cfg, await runCase(c));
     });
   }
+
+  it("decodes every E4M3 and E5M2 code exactly, a word at a time", async () => {
+    await everyCode("e4m3", "fma");
+    await everyCode("e5m2", "fma");
+  });
 
   it("gelu epilogue is exact-erf GELU: 2e-7 absolute, and relative in the negative tail", async () => {
     // K = 1 GEMM, C[0, n] = gelu(1·x_n): only the epilogue's erfc decides the error. x ∈ [−13, 13]
@@ -320,10 +366,17 @@ describe.skipIf(SKIP_GPU)("gemm (FMA path, on the device)", () => {
   });
 });
 
-// Subgroup-matrix configs beyond the defaults: a 16×8×16 tensor-core shape with a narrower tile.
+// Subgroup-matrix configs beyond the defaults: a 16×8×16 tensor-core shape with a narrower tile;
+// the operand copies as stored (padded rows) with 2×4 subgroups and bk 32; padded k-major, bk 64.
 const SGMM_EXTRA: Case[] = [
   { cfg: { ...gemm("NT", "e4m3", "e4m3", "e4m3", RAGGED4, { ...GELU, scaleA: true, scaleB: true }), path: "subgroup-matrix" }, scaleA: 0.5, scaleB: 3 },
-  { cfg: { ...gemm("TN", "e5m2", "e4m3", "f32", MULTI, { accumulate: true }), path: "subgroup-matrix", tile: { mma: { M: 16, N: 8, K: 16 }, bn: 64 } } },
+  { cfg: { ...gemm("TN", "e5m2", "e4m3", "f32", MULTI, { accumulate: true }), path: "subgroup-matrix", tile: { mma: { M: 16, N: 8, K: 16 }, bn: 64, bk: 16 } } },
+  {
+    cfg: { ...gemm("NT", "e5m2", "e4m3", "e4m3", MULTI, { ...GELU, scaleA: true, scaleB: true }), path: "subgroup-matrix", tile: { sharedLayout: "storage", sgRows: 2, sgCols: 4, bk: 32 } },
+    scaleA: 2.5,
+    scaleB: 0.125,
+  },
+  { cfg: { ...gemm("NN", "e4m3", "e5m2", "bf16", MULTI, RES), path: "subgroup-matrix", tile: { bm: 64, bn: 64, sgRows: 2, sgCols: 2, bk: 64, pad: 8 } } },
 ];
 const sgmmCases = SGMM_EXTRA.map((c) => c.cfg);
 
@@ -350,6 +403,26 @@ describe("gemm generator", () => {
     expect(() => generateGemm({ ...base, out: "e4m3", N: 18 })).toThrow(/N % 4 == 0/);
     expect(() => generateGemm({ ...base, out: "e4m3", accumulate: true })).toThrow(/accumulate/);
     expect(() => generateGemm({ ...base, tile: { bm: 30 } })).toThrow(/multiples of 4/);
+    expect(() => generateGemm({ ...base, tile: { tn: 6, bn: 12 } })).toThrow(/tn must be a multiple of 4/);
+    expect(() => generateGemm({ ...base, tile: { fmaLoads: "direct", tm: 2 } })).toThrow(/direct FMA variant needs tm/);
+    expect(() => generateGemm({ ...base, tile: { sharedLayout: "storage" } })).toThrow(/subgroup-matrix path/);
+  });
+
+  it("chooses tiles per adapter and shape", () => {
+    const cfg = gemm("NT", "f32", "f32", "f32", [1024, 96, 384]);
+    const big = { ...cfg, M: 4096, N: 4096, K: 4096 };
+    expect(chooseGemmTile(cfg, { isCpu: true }).fmaLoads).toBe("direct");
+    expect(chooseGemmTile(big, { isCpu: true }).fmaLoads).toBe("direct");
+    expect(chooseGemmTile(cfg, {}).fmaLoads).toBe("direct"); // no caps: small shapes take the direct variant
+    expect(chooseGemmTile(big, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 128, bn: 128, tm: 8, tn: 8 });
+    expect(chooseGemmTile({ ...cfg, M: 1024, N: 1024 }, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 64, bn: 64 });
+    const sg = { ...big, path: "subgroup-matrix" as const };
+    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 32768 }).bk).toBe(32);
+    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 16384 }).bk).toBe(16);
+    expect(chooseGemmTile(sg, { subgroupMatrix: h100Caps.subgroupMatrix, subgroupMinSize: 32, subgroupMaxSize: 32 }).mma).toEqual({ M: 16, N: 16, K: 16 });
+    // An undefined tile is the chosen default; a partial tile overrides fields of it.
+    expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 32, 1]);
+    expect(generateGemm({ ...big, tile: { bm: 64 } }, { isCpu: false }).workgroups).toEqual([4096 / 128, 4096 / 64, 1]);
   });
 
   it("emits subgroup-matrix WGSL: f16 tiles in workgroup memory, MMA into f32, shared epilogue", () => {
@@ -378,10 +451,12 @@ describe.skipIf(SKIP_GPU)("gemm (subgroup-matrix path, where the adapter has it)
   }
   const fp8 = (t: GemmOperandType) => t === "e4m3" || t === "e5m2";
   // Default subgroup-matrix tiles; a case that asks for the storage-layout copy keeps it.
-  const onSgmm = CASES.filter((c) => fp8(c.cfg.a) && fp8(c.cfg.b)).map((c): Case => {
-    const tile = c.cfg.tile?.sharedLayout ? { sharedLayout: c.cfg.tile.sharedLayout } : undefined;
-    const name = `${c.cfg.name.replace(/_tile.*$/, "")}_sgmm${tile ? `_${tile.sharedLayout}` : ""}`;
-    return { ...c, cfg: { ...c.cfg, name, path: "subgroup-matrix", tile } };
+  const onSgmm = CASES.filter((c) => fp8(c.cfg.a) && fp8(c.cfg.b)).map((c): Case => ({ ...c, cfg: { ...c.cfg, name: `${c.cfg.name}_sgmm`, path: "subgroup-matrix" } }));
+  it("decodes every E4M3 and E5M2 code exactly into f16", async (ctx) => {
+    const reason = await skipReason();
+    if (reason) return ctx.skip(reason);
+    await everyCode("e4m3", "subgroup-matrix");
+    await everyCode("e5m2", "subgroup-matrix");
   });
   for (const c of [...onSgmm, ...SGMM_EXTRA]) {
     it(c.cfg.name, async (ctx) => {

@@ -91,6 +91,40 @@ describe("norms", () => {
       expectClose(f32(g.dgain), normRef(x, dy, W, c, gain).dgain, TOL, "dgain");
     }));
 
+  // Row layouts: a row per invocation; 4 lanes reduced in workgroup memory; a subgroup's lanes
+  // reduced by shuffles (where the adapter has subgroups). 13 rows, 5 per workgroup: the last pass of
+  // each workgroup and the last workgroup have idle row slots, whose values must not leak into sums.
+  const layouts = [{ lanes: 1 }, { lanes: 4 }, { subgroups: true }] as const;
+  for (const layout of layouts) {
+    it(`LayerNorm fwd/bwd and cross-entropy with row layout ${JSON.stringify(layout)}`, () =>
+      withGpu(async (gpu) => {
+        const [rows, W, rpw] = [13, 65, 5];
+        const sub = "subgroups" in layout ? (gpu.caps.subgroups ? { subgroupSize: gpu.caps.subgroupMinSize } : undefined) : layout;
+        if (!sub) return; // no subgroups on this adapter: the shuffle path cannot run here
+        const x = rand(rows * W, -3, 3);
+        const dy = rand(rows * W);
+        const gain = rand(W, 0.5, 1.5);
+        const bias = rand(W);
+        const c = { kind: "layer", eps: 1e-5, gain: "param", bias: true } as const;
+        const ref = normRef(x, dy, W, c, gain, bias);
+        const cfg = { ...c, ...sub, name: "nl", rows, width: W, wg: 32, rowsPerWorkgroup: rpw };
+        const y = await run(gpu, norm(cfg), { x, gain, bias, y: x.byteLength });
+        expectClose(f32(y.y), ref.y, TOL, "y");
+        const parts = Math.ceil(rows / rpw);
+        const g = await run(gpu, normGrad({ ...cfg, wrt: { x: true, gain: true, bias: true } }), { x, dy, gain, dx: x.byteLength, dgain: parts * W * 4, dbias: parts * W * 4 });
+        expectClose(f32(g.dx), ref.dx, TOL, "dx");
+        expectClose(sumParts(f32(g.dgain), parts, W), ref.dgain, TOL, "dgain");
+        expectClose(sumParts(f32(g.dbias), parts, W), ref.dbias, TOL, "dbias");
+        const targets = Int32Array.from({ length: rows }, (_, r) => (r * 29 + 3) % W);
+        const p = softmaxRows(x, rows, W);
+        const loss = Array.from(targets, (t, r) => -Math.log(p[r * W + t])).reduce((a, b) => a + b, 0) / rows;
+        const ce = await run(gpu, crossEntropy({ ...sub, name: "ce", rows, width: W, wg: 32, rowsPerWorkgroup: rpw }), { logits: x, targets, loss: parts * 4 });
+        expectClose([f32(ce.loss).reduce((a, b) => a + b, 0)], [loss], TOL, "loss partials");
+        const ra = await run(gpu, rowAbsmax({ ...sub, name: "ra", rows, width: W, wg: 32 }), { x, y: rows * 4 });
+        expect(Array.from(f32(ra.y))).toEqual(Array.from({ length: rows }, (_, r) => Math.max(...Array.from(x.subarray(r * W, (r + 1) * W), Math.abs))));
+      }));
+  }
+
   it("norm + cast: E4M3 output with a scale from a buffer, amax captured", () =>
     withGpu(async (gpu) => {
       const [rows, W, s] = [6, 68, 37.5];

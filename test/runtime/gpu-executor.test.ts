@@ -9,7 +9,8 @@ import { CpuExecutor } from "../../runtime/cpu-executor.js";
 import { type AdamWStep, type Batch, cloneState, type Executor, type ExecutorInit, type TrainState, zeroMoments } from "../../runtime/executor.js";
 import { createGpuExecutor, type GpuExecutor } from "../../runtime/gpu-executor.js";
 import { PipelineCache } from "../../runtime/gpu-build.js";
-import { planTrainStep } from "../../runtime/gpu-plan.js";
+import { gemmPathsFor } from "../../compiler/kernels/gemm.js";
+import { type GraphPlan, type PlanOptions, planTrainStep } from "../../runtime/gpu-plan.js";
 import { initParams } from "../../runtime/init.js";
 import { Prng } from "../../runtime/prng.js";
 import { SKIP_GPU, getGpu } from "../helpers/gpu.js";
@@ -224,12 +225,29 @@ const CASES: [model: string, mode: Mode][] = [
   ["mix_blockwise", undefined],
 ];
 
+/** Kernels of a plan whose label names a GEMM, with the path their WGSL uses. */
+const gemms = (plan: Pick<GraphPlan, "kernels">) =>
+  plan.kernels.filter((k) => /\(gemm/.test(k.label)).map((k) => ({ label: k.label, sgmm: k.source.wgsl.includes("subgroupMatrixMultiplyAccumulate"), fp8: /gemm \w+ \S+ e[45]m[23]xe[45]m[23]/.test(k.source.wgsl) }));
+
+/**
+ * The step's GEMMs run where the adapter allows: FP8×FP8 on subgroup matrices when it has them (the
+ * H100), so that the CPU comparison above covers that path there; every other GEMM on FMA.
+ */
+function expectGemmPaths(gpu: GpuExecutor, kind: string): void {
+  const sgmm = gemmPathsFor(gpu.gpu.caps).includes("subgroup-matrix");
+  const all = gemms({ kernels: [...gpu.trainKernels] });
+  expect(all.length).toBeGreaterThan(0);
+  for (const k of all) expect(k.sgmm, k.label).toBe(sgmm && k.fp8);
+  if (kind === "fp8") expect(all.some((k) => k.fp8), "FP8 GEMMs read packed FP8 operands").toBe(true);
+}
+
 describe.skipIf(SKIP_GPU)("GPU executor vs the CPU reference executor", () => {
   it.each(CASES)("one step and five steps of %s (%s)", async (model, mode) => {
     const init = program(model, mode);
     const kind = mode === "f32" ? "f32" : mode === "bf16" ? "bf16" : "fp8";
     const tol = STEP_TOL[kind];
     const { gpu, cpu } = await pair(init);
+    expectGemmPaths(gpu, kind);
     const data = batches(5, 11);
     const [a, b] = [await gpu.trainStep(data[0], hyper(1)), await cpu.trainStep(data[0], hyper(1))];
     expect(Number.isFinite(a.loss) && a.loss > 0).toBe(true);
@@ -307,14 +325,63 @@ describe.skipIf(SKIP_GPU)("GPU executor vs the CPU reference executor", () => {
   });
 });
 
+const LAVAPIPE_LIMITS: PlanOptions = { maxSharedBytes: 16384, maxBindingBytes: 1 << 27, offsetAlign: 256 };
+const H100_CAPS = { f16: true, subgroups: true, subgroupMinSize: 32, subgroupMaxSize: 32, maxComputeWorkgroupStorageSize: 49152, subgroupMatrix: [{ componentType: "f16", resultComponentType: "f32", M: 16, N: 16, K: 16 }] };
+
+describe("GPU plan: FP8 storage and fusion", () => {
+  const tiny = (precision: "bf16" | "fp8" | "fp8dpa") => {
+    const r = compile(new URL("../../examples/fog-flash-tiny.fog", import.meta.url).pathname, { batch: 2, seqLen: 16, precision });
+    return r.program!.train;
+  };
+
+  it("stores GEMM-only FP8 operands as packed codes (1 byte each) and bf16 ones as bf16 (2 bytes)", () => {
+    for (const precision of ["fp8", "bf16"] as const) {
+      const g = tiny(precision);
+      const plan = planTrainStep(g, LAVAPIPE_LIMITS, { probes: false });
+      const packed = g.nodes.filter((n) => plan.fused!.storage[n.id] !== "f32");
+      expect(packed.length).toBeGreaterThan(0);
+      for (const n of packed) {
+        const buf = plan.buffers.find((b) => b.label === n.name);
+        const n4 = n.shape.reduce((a, d) => a * d, 1);
+        expect(buf?.bytes, n.name).toBe(Math.ceil(n4 / (precision === "fp8" ? 4 : 2)) * 4);
+      }
+    }
+  });
+
+  it("takes the subgroup-matrix path for FP8×FP8 GEMMs where the adapter offers it, FMA for the rest", () => {
+    const plan = planTrainStep(tiny("fp8dpa"), { ...LAVAPIPE_LIMITS, caps: H100_CAPS }, { probes: false });
+    const all = gemms(plan);
+    expect(all.filter((k) => k.sgmm).length).toBeGreaterThan(0);
+    for (const k of all) expect(k.sgmm, k.label).toBe(k.fp8);
+    const fma = gemms(planTrainStep(tiny("fp8dpa"), LAVAPIPE_LIMITS, { probes: false }));
+    expect(fma.some((k) => k.sgmm)).toBe(false);
+  });
+
+  it("fuses: fewer dispatches than graph nodes, every kernel with a cost (GEMMs 2MNK)", () => {
+    const g = tiny("fp8dpa");
+    const plan = planTrainStep(g, LAVAPIPE_LIMITS, { probes: false });
+    const labels = plan.kernels.map((k) => k.label);
+    expect(labels.some((l) => l.includes("(gemm+residual)"))).toBe(true);
+    expect(labels.some((l) => /\(gelu\+fp8\)/.test(l))).toBe(true);
+    expect(labels.some((l) => l.includes("(embed+scale)"))).toBe(true);
+    for (const k of plan.kernels) expect(k.cost && k.cost.bytes > 0, k.label).toBe(true);
+    const fc1 = g.nodes.find((n) => n.name === "b0.ffn.fc1")!;
+    const k = plan.kernels.find((x) => x.label === "b0.ffn.fc1 (gemm)")!;
+    expect(k.cost!.flops).toBe(2 * fc1.shape[0] * fc1.shape[1] * 96);
+  });
+});
+
 describe("GPU plan of every example", () => {
   const examples = readdirSync(new URL("../../examples", import.meta.url)).filter((f) => f.endsWith("-tiny.fog"));
   it.each(examples)("%s lowers in each precision mode", (file) => {
     for (const precision of ["bf16", "fp8", "fp8dpa"] as const) {
       const r = compile(new URL(`../../examples/${file}`, import.meta.url).pathname, { batch: 1, seqLen: 8, precision });
       expect(r.program, r.diagnostics.map((d) => d.message).join("\n")).toBeDefined();
-      const plan = planTrainStep(r.program!.train, { maxSharedBytes: 16384, maxBindingBytes: 1 << 27, offsetAlign: 256 }, { probes: true });
-      expect(plan.kernels.length).toBeGreaterThan(r.program!.train.nodes.length / 2);
+      const plan = planTrainStep(r.program!.train, LAVAPIPE_LIMITS, { probes: true });
+      expect(plan.kernels.length).toBeGreaterThan(r.program!.train.nodes.length / 3);
+      // And with subgroup matrices (the H100): every FP8×FP8 GEMM on that path.
+      const sg = planTrainStep(r.program!.train, { ...LAVAPIPE_LIMITS, caps: H100_CAPS }, { probes: true });
+      for (const k of gemms(sg)) expect(k.sgmm, k.label).toBe(k.fp8);
     }
   });
 });

@@ -121,7 +121,7 @@ describe("probes in training", () => {
     const log = join(dir, "a.jsonl");
     const a = await train({ file: fog, backend: "cpu", log, monitor: trigger, progress });
     expect(a.warnings.length).toBeGreaterThan(0);
-    const events = readLog(log).filter((l): l is KurtosisWarningEvent => "event" in l);
+    const events = readLog(log).filter((l): l is KurtosisWarningEvent => "event" in l && l.event === "kurtosis_warning");
     expect(events.map(({ event, action, ...w }) => (expect([event, action]).toEqual(["kurtosis_warning", "continue"]), w))).toEqual(a.warnings);
     const first: Warning = a.warnings[0];
     expect(first.step).toBeGreaterThan(1);

@@ -10,7 +10,7 @@ import { CheckpointError, listCheckpoints, readCheckpoint } from "../../runtime/
 import { DataError } from "../../runtime/data.js";
 import { generate, sampleToken } from "../../runtime/generate.js";
 import { Prng } from "../../runtime/prng.js";
-import { type LogRecord, RunError, train, type TrainOptions } from "../../runtime/train.js";
+import { type LogRecord, RunError, type RunEvent, train, type TrainOptions } from "../../runtime/train.js";
 
 const TINY = `
 model tiny {
@@ -83,7 +83,9 @@ describe("train", () => {
     expect(mean(r.losses.slice(-5))).toBeLessThan(mean(r.losses.slice(0, 5)) - 1);
     expect(r.valLoss).toBeLessThan(r.losses[0] - 1);
 
-    const lines = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LogRecord);
+    const all = readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as LogRecord | RunEvent);
+    expect(all[0]).toMatchObject({ event: "run", model: "tiny", backend: "cpu", steps: 20, start_step: 0 });
+    const lines = all.filter((l): l is LogRecord => !("event" in l));
     expect(lines).toEqual(records);
     expect(lines.map((l) => l.step)).toEqual([5, 10, 15, 20]);
     expect(lines.map((l) => l.val_loss !== undefined)).toEqual([false, true, false, true]);
@@ -99,7 +101,7 @@ describe("train", () => {
     // Same seed, same run: losses are deterministic; the log is appended to.
     const again = await train({ file: fog, model: "tiny", backend: "cpu", steps: 5, log, ...quiet });
     expect(again.losses).toEqual(r.losses.slice(0, 5)); // a loss comes before its step's update
-    expect(readFileSync(log, "utf8").trim().split("\n").length).toBe(5);
+    expect(readFileSync(log, "utf8").trim().split("\n").length).toBe(1 + 4 + 1 + 1); // run, 4 records; run, 1 record
   });
 
   it("resumes bit-identically after a crash (FP8 delayed scaling state included)", async () => {
