@@ -7,6 +7,9 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { parseProbeKey } from "../compiler/probes.js";
+import { KurtosisMonitor, type MonitorOptions } from "../runtime/kurtosis.js";
+import { writeReport } from "../runtime/report/write.js";
 import { type BackendChoice, RunError, train } from "../runtime/train.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -22,9 +25,14 @@ const USAGE = `Usage: node --import tsx bench/divergence.ts [options]
   --backend B        auto | cpu | webgpu (default auto)
   --budget-s S       start no new run once S seconds have passed since the sweep began
   --spike-delta D    a spike is the smoothed loss D nats above its running minimum (default 0.1)
+  --spike-after N    judge spikes only after step N, the learning-rate warmup (default 100; --smoke: 5)
+  --monitor K=V,...  judge the logged kurtosis again with these KurtosisMonitor settings (e.g.
+                     warmup=30,k=4; minRise and jump in log units): the table's warnings come from
+                     that replay instead of the run's own (which used the defaults of docs/probes.md)
   --smoke            toy size (2 layers, width 32, batch 4 × 32, probes every 2 steps): a quick check
   --list             print the runs and their order, run nothing
-  --analyze          run nothing; print the table from the logs already in --out`;
+  --no-report        do not write <out>/<lr-history>.html and PNGs (fogc report of each Llama3/FOG pair)
+  --analyze          run nothing; print the table (and reports) from the logs already in --out`;
 
 /** One cell of the sweep. */
 interface RunSpec {
@@ -42,6 +50,7 @@ const ARCHS: Record<string, { file: string; model: string }> = {
   olmo2: { file: "olmo2-calib.fog", model: "olmo2_calib" },
 };
 
+const SMOKE_WARMUP = 5;
 /**
  * The toy size of --smoke, written into each variant: small enough that 30 steps take seconds on
  * the CPU backend, with probes every 2 steps so the monitor (5 warm-up + 8 baseline points) judges
@@ -49,9 +58,11 @@ const ARCHS: Record<string, { file: string; model: string }> = {
  */
 const SMOKE = {
   model: { context: 32, width: 32, layers: 2, heads: 2, kv_heads: 1, head_dim: 16, mlp_width: 64 },
-  train: { batch: 4, seq_len: 32, schedule: "constant(warmup = 5)", eval_every: 20, eval_batches: 1, log_every: 2 },
+  train: { batch: 4, seq_len: 32, schedule: `constant(warmup = ${SMOKE_WARMUP})`, eval_every: 20, eval_batches: 1, log_every: 2 },
   probesEvery: 2,
   steps: 30,
+  /** Its learning-rate warmup (the schedule above): spikes are judged after it. */
+  warmup: SMOKE_WARMUP,
   lrs: [3e-2],
   histories: [16],
 };
@@ -114,6 +125,12 @@ function variantSource(run: RunSpec, outDir: string, smoke: boolean): { text: st
 
 // ---------------------------------------------------------------- analysis of one log
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
 interface LogPoint {
   step: number;
   loss: number;
@@ -135,6 +152,12 @@ export interface RunSummary {
   lossAt: { step: number; loss: number }[];
   minLoss: number;
   minStep: number;
+  /**
+   * Step-to-step noise of one logged loss: 1.4826·MAD of successive differences / √2 (robust to the
+   * trend and to spikes). The smoothed loss's noise is about this / √SMOOTH_POINTS; the spike delta
+   * should be several times that.
+   */
+  noise: number;
   /** Largest excess of the smoothed loss over its running minimum (nats); Infinity when it went non-finite. */
   maxRise: number;
   /** First step at which the loss was non-finite or the smoothed loss exceeded its running minimum by delta. */
@@ -148,8 +171,18 @@ export interface RunSummary {
  * Reads a run's log: the loss records (the later record of a step wins, null loss = NaN) and the
  * kurtosis_warning events. Malformed lines (a killed run's half-written last line) are skipped.
  */
-function readLog(path: string): { points: LogPoint[]; warnings: WarningEvent[] } {
+interface RunLog {
+  points: LogPoint[];
+  warnings: WarningEvent[];
+  /** Per-layer kurtosis of each probe step, in step order (null in the log = NaN). */
+  kurtosis: { step: number; values: Record<string, number> }[];
+  steps?: number;
+}
+
+function readLog(path: string): RunLog {
   const byStep = new Map<number, number>();
+  const kurtosis = new Map<number, Record<string, number>>();
+  let steps: number | undefined;
   const warnings: WarningEvent[] = [];
   for (const line of readFileSync(path, "utf8").split("\n")) {
     if (!line.trim()) continue;
@@ -160,18 +193,53 @@ function readLog(path: string): { points: LogPoint[]; warnings: WarningEvent[] }
       continue;
     }
     if (rec.event === "kurtosis_warning") warnings.push(rec as unknown as WarningEvent);
-    else if (typeof rec.step === "number" && "loss" in rec) byStep.set(rec.step, typeof rec.loss === "number" ? rec.loss : NaN);
+    else if (rec.event === "run" && typeof rec.steps === "number") steps = rec.steps;
+    else if (rec.event === undefined && typeof rec.step === "number" && "loss" in rec) {
+      byStep.set(rec.step, typeof rec.loss === "number" ? rec.loss : NaN);
+      // What the run's monitor was fed: the per-layer keys (the record adds `<probe>_avg`).
+      const perLayer = Object.entries((rec.kurtosis ?? {}) as Record<string, number | null>).filter(([k]) => parseProbeKey(k));
+      if (perLayer.length) kurtosis.set(rec.step, Object.fromEntries(perLayer.map(([k, v]) => [k, v ?? NaN])));
+    }
   }
   const points = [...byStep].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
-  return { points, warnings };
+  const probeSteps = [...kurtosis].sort((a, b) => a[0] - b[0]).map(([step, values]) => ({ step, values }));
+  return { points, warnings, kurtosis: probeSteps, ...(steps !== undefined ? { steps } : {}) };
+}
+
+/** The warnings a KurtosisMonitor with `options` raises on a run's logged kurtosis, as train() feeds it. */
+function replayWarnings(log: RunLog, options: Partial<MonitorOptions>): WarningEvent[] {
+  const monitor = new KurtosisMonitor(options);
+  const lastFinite = log.points.find((p) => !Number.isFinite(p.loss))?.step ?? Infinity;
+  // train() does not feed the monitor the probes of a step whose loss is not finite.
+  return log.kurtosis.filter((k) => k.step < lastFinite).flatMap((k) => monitor.observe(k.step, k.values));
+}
+
+/** `--monitor warmup=30,k=4` → { warmup: 30, k: 4 }, checked against MonitorOptions' keys. */
+function monitorOptions(text: string): Partial<MonitorOptions> {
+  const known = ["window", "warmup", "minHistory", "k", "minRise", "consecutive", "jump"];
+  const out: Record<string, number> = {};
+  for (const item of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [key, value] = item.split("=");
+    if (!known.includes(key)) fail(`--monitor: unknown setting '${key}' (known: ${known.join(", ")})`);
+    const n = Number(value);
+    if (value === undefined || !Number.isFinite(n)) fail(`--monitor: '${item}' needs a number, as in ${key}=${key === "minRise" ? "0.336" : "5"}`);
+    out[key] = n;
+  }
+  try {
+    new KurtosisMonitor(out);
+  } catch (e) {
+    fail(`--monitor: ${(e as Error).message}`);
+  }
+  return out;
 }
 
 /**
  * The spike rule (docs/divergence.md): the smoothed loss at a logged step is the mean of the last
  * SMOOTH_POINTS logged losses; the run spikes at the first step whose loss is non-finite, or whose
- * smoothed loss exceeds the minimum of the earlier smoothed losses by `delta` nats.
+ * smoothed loss exceeds the minimum of the earlier smoothed losses by `delta` nats, judged after step
+ * `after` (the learning-rate warmup, whose first fast drop and bumps are not a divergence).
  */
-export function summarize(name: string, points: LogPoint[], warnings: WarningEvent[], totalSteps: number, delta: number): RunSummary {
+export function summarize(name: string, points: LogPoint[], warnings: WarningEvent[], totalSteps: number, delta: number, after = 0): RunSummary {
   const smooth: LogPoint[] = [];
   let runningMin = Infinity;
   let minStep = 0;
@@ -180,7 +248,7 @@ export function summarize(name: string, points: LogPoint[], warnings: WarningEve
   for (let i = 0; i < points.length; i++) {
     const { step, loss } = points[i];
     if (!Number.isFinite(loss)) {
-      spike ??= { step, kind: "non_finite", loss };
+      spike ??= { step, kind: "non_finite", loss }; // non-finite counts from step 1
       maxRise = Infinity;
       break; // train() ends a run at its first non-finite loss
     }
@@ -188,7 +256,7 @@ export function summarize(name: string, points: LogPoint[], warnings: WarningEve
     const window = points.slice(i + 1 - SMOOTH_POINTS, i + 1);
     const s = window.reduce((a, p) => a + p.loss, 0) / SMOOTH_POINTS;
     smooth.push({ step, loss: s });
-    if (Number.isFinite(runningMin)) {
+    if (Number.isFinite(runningMin) && step > after) {
       maxRise = Math.max(maxRise, s - runningMin);
       if (!spike && s > runningMin + delta) spike = { step, kind: "rise", loss: s };
     }
@@ -201,6 +269,9 @@ export function summarize(name: string, points: LogPoint[], warnings: WarningEve
   const reportSteps = [1, 2, 3, 5].map((k) => Math.round((k * totalSteps) / 5));
   const lastStep = points.at(-1)?.step ?? 0;
   const lossAt = reportSteps.map((step) => ({ step, loss: lastStep >= step ? (smooth.filter((p) => p.step <= step).at(-1)?.loss ?? NaN) : NaN }));
+  const finite = points.filter((p) => Number.isFinite(p.loss)).map((p) => p.loss);
+  const diffs = finite.slice(1).map((x, i) => x - finite[i]);
+  const noise = diffs.length >= 2 ? (1.4826 * median(diffs.map((d) => Math.abs(d - median(diffs))))) / Math.SQRT2 : NaN;
   const before = spike ? warnings.filter((w) => w.step <= spike.step) : [];
   const lead = spike && before.length ? { first: spike.step - before[0].step, last: spike.step - before.at(-1)!.step } : undefined;
   return {
@@ -209,6 +280,7 @@ export function summarize(name: string, points: LogPoint[], warnings: WarningEve
     lossAt,
     minLoss: runningMin,
     minStep,
+    noise,
     maxRise,
     ...(spike ? { spike } : {}),
     warnings,
@@ -218,12 +290,13 @@ export function summarize(name: string, points: LogPoint[], warnings: WarningEve
 
 function table(rows: RunSummary[]): string {
   const f = (x: number, d = 3): string => (Number.isFinite(x) ? x.toFixed(d) : x === Infinity ? "inf" : "-");
-  const header = ["run", "last", ...(rows[0]?.lossAt.map((p) => `loss@${p.step}`) ?? []), "min (step)", "max rise", "spike (kind)", "first warning", "warnings", "lead first/last"];
+  const header = ["run", "last", ...(rows[0]?.lossAt.map((p) => `loss@${p.step}`) ?? []), "min (step)", "noise", "max rise", "spike (kind)", "first warning", "warnings", "lead first/last"];
   const body = rows.map((r) => [
     r.name,
     String(r.lastStep),
     ...r.lossAt.map((p) => f(p.loss)),
     Number.isFinite(r.minLoss) ? `${f(r.minLoss)} (${r.minStep})` : "-",
+    f(r.noise),
     f(r.maxRise),
     r.spike ? `${r.spike.step} (${r.spike.kind === "non_finite" ? "NaN" : "rise"})` : "none",
     r.warnings[0] ? `${r.warnings[0].step} ${r.warnings[0].series} (${r.warnings[0].reason})` : "none",
@@ -273,9 +346,12 @@ async function main(): Promise<void> {
         backend: { type: "string", default: "auto" },
         "budget-s": { type: "string" },
         "spike-delta": { type: "string", default: "0.1" },
+        "spike-after": { type: "string" },
+        monitor: { type: "string" },
         smoke: { type: "boolean", default: false },
         list: { type: "boolean", default: false },
         analyze: { type: "boolean", default: false },
+        "no-report": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -295,9 +371,11 @@ async function main(): Promise<void> {
   const steps = args.steps !== undefined ? positiveInt("--steps")(args.steps) : smoke ? SMOKE.steps : undefined;
   const budget = args["budget-s"] !== undefined ? positiveNumber("--budget-s")(args["budget-s"]) : Infinity;
   const delta = positiveNumber("--spike-delta")(args["spike-delta"]);
+  const spikeAfter = args["spike-after"] !== undefined ? positiveInt("--spike-after")(args["spike-after"]) : smoke ? SMOKE.warmup : 100;
   const backend = args.backend as BackendChoice;
   if (!["auto", "cpu", "webgpu"].includes(backend)) fail(`--backend must be auto, cpu or webgpu, got '${backend}'`);
   const outDir = resolve(args.out);
+  const replay = args.monitor !== undefined ? monitorOptions(args.monitor) : undefined;
 
   let runs = plan(archs, lrs, histories);
   if (args.only !== undefined) {
@@ -311,24 +389,44 @@ async function main(): Promise<void> {
     return;
   }
 
-  // The total for the report steps: --steps, else what the model files say (1500).
-  const totalFor = (): number => steps ?? 1500;
+  const logOf = (r: RunSpec): string => join(outDir, `${r.name}.jsonl`);
   const summaries = (): RunSummary[] =>
     runs
-      .filter((r) => existsSync(join(outDir, `${r.name}.jsonl`)))
+      .filter((r) => existsSync(logOf(r)))
       .map((r) => {
-        const { points, warnings } = readLog(join(outDir, `${r.name}.jsonl`));
-        return summarize(r.name, points, warnings, totalFor(), delta);
+        const log = readLog(logOf(r));
+        const warnings = replay ? replayWarnings(log, replay) : log.warnings;
+        // The report steps scale with the run's planned length (its `run` line; 1500 in the model files).
+        return summarize(r.name, log.points, warnings, log.steps ?? steps ?? 1500, delta, spikeAfter);
       });
+  /** fogc report of the runs of one learning rate and history (Llama3 and FOG overlaid), with PNGs. */
+  const cellReport = async (cell: RunSpec): Promise<void> => {
+    const key = `lr${fmtLr(cell.lr)}-h${cell.history}`;
+    const logs = runs.filter((r) => r.lr === cell.lr && r.history === cell.history && existsSync(logOf(r)));
+    if (args["no-report"] || !logs.length) return;
+    try {
+      const written = await writeReport(logs.map(logOf), {
+        out: join(outDir, `${key}.html`),
+        png: join(outDir, "png", key),
+        labels: logs.map((r) => r.name),
+        title: `FP8DPA at peak lr ${cell.lr}, amax history ${cell.history}: ${logs.map((r) => r.arch).join(" vs ")}`,
+      });
+      console.log(`  report: ${relative(process.cwd(), written.html)}, ${written.pngs.length} PNGs in ${relative(process.cwd(), join(outDir, "png", key))}`);
+    } catch (e) {
+      console.log(`  report of ${key} not written: ${(e as Error).message}`);
+    }
+  };
   const report = (): void => {
     const rows = summaries();
-    console.log(`\n${table(rows)}\n(loss: mean of the last ${SMOOTH_POINTS} logged training losses; spike: non-finite, or that mean > its running minimum + ${delta}; lead = spike − the first / the last warning before it)`);
-    writeFileSync(join(outDir, "summary.json"), JSON.stringify({ delta, smoothPoints: SMOOTH_POINTS, runs: rows }, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 1) + "\n");
+    console.log(`\n${table(rows)}\n(loss: mean of the last ${SMOOTH_POINTS} logged training losses; noise: sd of one logged loss; spike: non-finite, or after step ${spikeAfter} that mean > its running minimum + ${delta}; lead = spike − the first / the last warning before it` +
+        `${replay ? `; warnings replayed with ${JSON.stringify(replay)}` : ""})`);
+    writeFileSync(join(outDir, "summary.json"), JSON.stringify({ delta, spikeAfter, smoothPoints: SMOOTH_POINTS, runs: rows }, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v), 1) + "\n");
   };
 
   if (args.analyze) {
     if (!existsSync(outDir)) fail(`--analyze: ${outDir} does not exist`);
     report();
+    for (const cell of runs.filter((r, i) => runs.findIndex((q) => q.lr === r.lr && q.history === r.history) === i)) await cellReport(cell);
     return;
   }
 
@@ -369,7 +467,7 @@ async function main(): Promise<void> {
         progress,
         onLog: (r) => {
           if (r.step % (smoke ? 10 : 100) === 0) {
-            console.log(`  ${run.name} step ${r.step}  loss ${r.loss.toFixed(4)}${r.val_loss !== undefined ? `  val ${r.val_loss.toFixed(4)}` : ""}  ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+            console.log(`  ${run.name} step ${r.step}  loss ${r.loss.toFixed(4)}${r.val_loss !== undefined ? `  val ${r.val_loss.toFixed(4)}` : ""}  ${((performance.now() - t0) / 1000).toFixed(0)} s (${((performance.now() - t0) / r.step).toFixed(0)} ms/step with startup)`);
           }
         },
       });
@@ -381,6 +479,8 @@ async function main(): Promise<void> {
       console.log(`  ${run.name}: ${e instanceof RunError ? "" : "failed: "}${(e as Error).message}`);
     }
     report();
+    // A cell's report (a few seconds of rendering) once its last run is done; --analyze draws any.
+    if (runs.filter((r) => r.lr === run.lr && r.history === run.history).at(-1) === run) await cellReport(run);
   }
   console.log(`divergence: done in ${((performance.now() - began) / 1000).toFixed(0)} s`);
 }

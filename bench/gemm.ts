@@ -2,7 +2,7 @@
 // FMA path at 4096³ and the 390M model's projection shapes, after checking 256³ against a CPU
 // oracle; `--torch` adds PyTorch cuBLAS figures and ratios. Prints figures, never asserts on time.
 import { spawnSync } from "node:child_process";
-import { type GemmConfig, type GemmPath, type GemmTile, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
+import { type GemmConfig, type GemmPath, type GemmTile, gemmPathsFor, generateGemm, resolveTile } from "../compiler/kernels/gemm.js";
 import { type Gpu, createComputePipeline, openGpu, readBuffer, runKernel, uploadBuffer } from "../runtime/device.js";
 import { decodeFP8, unpackFP8 } from "../runtime/fp8.js";
 import { gemmTileFor, operandData, timeDispatches, tuneGemm } from "../runtime/gemm-autotune.js";
@@ -79,10 +79,10 @@ async function tune(gpu: Gpu, paths: GemmPath[]): Promise<void> {
     for (const path of paths) {
       const { tile: _tile, name: _name, out: _out, ...shape } = configFor(path, s, gpu);
       const tf = (sec: number) => fmt((2 * s.M * s.N * s.K) / sec / 1e12);
-      console.log(`\ntune ${path} ${s.name} (${s.M}×${s.N}×${s.K}, ${layout}, ${shape.a}×${shape.b}): TFLOP/s per tile`);
+      console.log(`\ntune ${path} ${s.name} (${s.M}×${s.N}×${s.K}, ${layout}, ${shape.a}×${shape.b}): TFLOP/s per tile (round 1 / round 2)`);
       const r = await tuneGemm(gpu, shape, {
         secondsPerCandidate: seconds,
-        log: (t) => console.log(`  ${tileText(path, t.tile).padEnd(44)} ${t.seconds !== undefined ? tf(t.seconds) : `failed: ${t.error}`}`),
+        log: (t) => console.log(`  ${tileText(path, t.tile).padEnd(44)} ${t.samples?.length ? t.samples.map(tf).join(" / ") : `failed: ${t.error}`}`),
       });
       console.log(`  best: ${tileText(path, r.best.tile)} ${tf(r.best.seconds)} (default ${tf(r.defaultSeconds)}); cached as ${r.key}`);
     }
@@ -227,6 +227,7 @@ async function main(): Promise<void> {
   for (const s of shapes) {
     const ours = new Map<GemmPath, number>();
     for (const p of paths) ours.set(p, await bench(gpu, configFor(p, s, gpu)));
+    for (const p of paths) console.log(`  ${s.name} ${p} tile: ${tileText(p, resolveTile(configFor(p, s, gpu), gpu.caps))}`);
     const row = [s.name, `${s.M}×${s.N}×${s.K}`, ...paths.map((p) => fmt(ours.get(p)))];
     if (flag("torch")) {
       const t = torch.get(s.name);

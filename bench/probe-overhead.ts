@@ -158,7 +158,8 @@ try {
   );
   console.log(
     `  a probe step takes ${median(probeMs).toFixed(3)} ms (median), a plain step ${median(plainMs).toFixed(3)} ms: ` +
-      `${(median(probeMs) - median(plainMs)).toFixed(3)} ms more, spread over ${every} steps`,
+      `${(median(probeMs) - median(plainMs)).toFixed(3)} ms more, spread over ${every} steps: ` +
+      `${((100 * (median(probeMs) - median(plainMs))) / (every * median(plainMs))).toFixed(2)} % expected from step medians`,
   );
 } finally {
   exec.dispose();

@@ -245,13 +245,18 @@ function rowDs(p: F64, qo: number, ko: (j: number) => number, v: Arr, dO: Arr, h
   return dS;
 }
 
-/** max P and max |dS| over the whole attention, for the FP8DPA scale slots of P and dS. */
-export function attentionAmax(q: Arr, k: Arr, v: Arr, dO: Arr | undefined, a: AttnAttrs): { p: number; ds: number } {
+/**
+ * max P and max |dS| over the whole attention, for the FP8DPA scale slots of P and dS. dS is the
+ * tensor the backward casts (papers.md §2.1: amax is recorded on what is cast): D = rowsum(dO⊙O) with
+ * the forward's O = fq(P)·V, so pass the P quantiser `fqP` the forward used (identity without FP8DPA).
+ */
+export function attentionAmax(q: Arr, k: Arr, v: Arr, dO: Arr | undefined, a: AttnAttrs, fqP: (x: number) => number = NO_QUANT.p): { p: number; ds: number } {
   let p = 0;
   let ds = 0;
+  const fq = { p: fqP, ds: NO_QUANT.ds };
   forEachSoftmaxRow(q, k, a, (qo, ko, row) => {
     for (const x of row) p = Math.max(p, x);
-    if (dO) for (const x of rowDs(row, qo, ko, v, dO, a.headDim, NO_QUANT)) ds = Math.max(ds, Math.abs(x));
+    if (dO) for (const x of rowDs(row, qo, ko, v, dO, a.headDim, fq)) ds = Math.max(ds, Math.abs(x));
   });
   return { p, ds };
 }

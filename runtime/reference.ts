@@ -103,14 +103,15 @@ const quantize: Kernel<"quantize"> = ([x], n, ctx) => {
  */
 function attentionQuant(q: Tensor, k: Tensor, v: Tensor, dO: Tensor | undefined, a: OpAttrs["attention"], ctx: Context): ops.AttnQuant | undefined {
   if (!a.fp8) return undefined;
-  const amax = ops.attentionAmax(q.data, k.data, v.data, dO?.data, a);
   const through = (slotId: number, m: number): ((x: number) => number) => {
     const slot = ctx.graph.scaleSlots[slotId];
     const spec = FP8_FORMATS[slot.format];
     const s = scaleAt(ctx.scales.cast(slot.id, Float64Array.of(m), [1]), 0);
     return (x) => decodeOne(encodeOne(x * s, spec, slot.saturate), spec) / s;
   };
-  return { p: through(a.fp8.p, amax.p), ds: dO ? through(a.fp8.ds, amax.ds) : (x) => x };
+  // amax(dS) is of the dS that is cast, whose D = rowsum(dO⊙O) uses the forward's quantised P.
+  const p = through(a.fp8.p, ops.attentionAmax(q.data, k.data, v.data, undefined, a).p);
+  return { p, ds: dO ? through(a.fp8.ds, ops.attentionAmax(q.data, k.data, v.data, dO.data, a, p).ds) : (x) => x };
 }
 
 /** One kernel per op kind; the key set doubles as the runtime list of op kinds the reference runs. */

@@ -6,7 +6,7 @@
 import { type BindingSpec, WgslBuilder } from "../wgsl.js";
 import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, type Prec } from "./gemm-io.js";
 import { fmaDirectBody, fmaSharedBody, fmaThreads } from "./gemm-fma.js";
-import { sgmmHelper, sgmmSharedBytes, sgmmThreads } from "./gemm-sgmm.js";
+import { sgmmHelper, sgmmThreads } from "./gemm-sgmm.js";
 
 /** bf16: top half of an f32, 2 per u32. FP8: 4 codes per u32, element i in byte i % 4 (flat index). */
 export type GemmOperandType = "f32" | "bf16" | "e4m3" | "e5m2";
@@ -121,29 +121,32 @@ const SMALL_GEMM_MACS = 2 ** 30;
 
 /**
  * The default tile for cfg's shape and path on an adapter (fields of cfg.tile are not read).
- * - FMA on a CPU adapter (caps.isCpu): the direct variant, 4×4 per invocation, 64 invocations per
- *   workgroup (8 SIMD rows of llvmpipe's 8 lanes), 32×32 tiles so that even M = 1024, N = 96 makes
- *   ~100 workgroups for the cores. Without caps, GEMMs under 2^30 multiply-adds get the same.
+ * - FMA on a CPU adapter (caps.isCpu): the direct variant, 16×32 tiles of 8 invocations (one SIMD
+ *   row of llvmpipe's 8 lanes) with 16×4 blocks: A's loads are the same for every lane (llvmpipe
+ *   loads them once; a lane-varying load is a per-lane gather), 16 FMAs per gathered B value, and
+ *   M = 1024, N = 96 makes 192 workgroups for the cores. Measured against 4×4 blocks of 64
+ *   invocations and 8×8 ones (docs/perf.md). Without caps, GEMMs under 2^30 multiply-adds get it too.
  * - FMA on a GPU: the shared variant, 128×128 tiles of 8×8 per invocation when that fills the GPU
  *   with workgroups, else 64×64 of 4×4.
- * - Subgroup matrices: 128×128 tiles of 2×2 subgroups, bk 32 when it fits the workgroup memory.
+ * - Subgroup matrices: 128×128 tiles of 2×2 subgroups of 4×4 results, bk 16, k-major copies.
  */
 export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | "transA" | "transB">, caps: GemmTileCaps = {}): GemmTile {
   const maxShared = caps.maxComputeWorkgroupStorageSize ?? MIN_WORKGROUP_STORAGE;
   const mma = (caps.subgroupMatrix && mmaShapesFor({ subgroupMatrix: caps.subgroupMatrix })[0]) || { M: 16, N: 16, K: 16 };
   const subgroupSize = caps.subgroupMinSize && caps.subgroupMinSize === caps.subgroupMaxSize ? caps.subgroupMinSize : 32;
   const base = { bk: 16, tm: 4, tn: 4, fmaLoads: "shared" as const, mma, sgRows: 2, sgCols: 2, subgroupSize, sharedLayout: "k-major" as const, pad: 0 };
-  if (cfg.path === "subgroup-matrix") {
-    const t: GemmTile = { ...base, bm: 128, bn: 128, bk: 32 };
-    return sgmmSharedBytes(cfg, t) <= maxShared ? t : { ...t, bk: 16 };
-  }
+  // Measured on the H100 at 4096³ (docs/perf.md): bk 16 beat 32 and 64, 2×2 subgroups beat 2×4/4×2,
+  // unpadded k-major copies beat padded and as-stored ones.
+  if (cfg.path === "subgroup-matrix") return { ...base, bm: 128, bn: 128 };
   const small = cfg.M * cfg.N * cfg.K < SMALL_GEMM_MACS;
   if (caps.isCpu || (caps.isCpu === undefined && small)) {
-    const bn = cfg.N <= 16 ? 16 : 32;
-    return { ...base, fmaLoads: "direct", bm: 1024 / bn, bn, bk: 4 };
+    // bm = tm: every invocation of a workgroup shares A's 16 rows (uniform loads), 8 invocations
+    // (one llvmpipe SIMD row) take 4 columns each.
+    return { ...base, fmaLoads: "direct", bm: 16, tm: 16, bn: cfg.N <= 16 ? 16 : 32, bk: 4 };
   }
   const workgroups128 = Math.ceil(cfg.M / 128) * Math.ceil(cfg.N / 128);
-  if (workgroups128 >= 128) return { ...base, bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 };
+  // bk 16 (16 KiB of f32 tiles, + the amax word with FP8 outputs) where the adapter allows it.
+  if (workgroups128 >= 128) return { ...base, bm: 128, bn: 128, bk: maxShared >= 16384 + 4 ? 16 : 8, tm: 8, tn: 8 };
   return { ...base, bm: 64, bn: 64 };
 }
 

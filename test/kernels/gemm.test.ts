@@ -417,11 +417,11 @@ describe("gemm generator", () => {
     expect(chooseGemmTile(big, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 128, bn: 128, tm: 8, tn: 8 });
     expect(chooseGemmTile({ ...cfg, M: 1024, N: 1024 }, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 64, bn: 64 });
     const sg = { ...big, path: "subgroup-matrix" as const };
-    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 32768 }).bk).toBe(32);
-    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 16384 }).bk).toBe(16);
+    expect(chooseGemmTile(big, { isCpu: false, maxComputeWorkgroupStorageSize: 32768 }).bk).toBe(16);
+    expect(chooseGemmTile(big, { isCpu: false, maxComputeWorkgroupStorageSize: 16384 }).bk).toBe(8);
     expect(chooseGemmTile(sg, { subgroupMatrix: h100Caps.subgroupMatrix, subgroupMinSize: 32, subgroupMaxSize: 32 }).mma).toEqual({ M: 16, N: 16, K: 16 });
     // An undefined tile is the chosen default; a partial tile overrides fields of it.
-    expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 32, 1]);
+    expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 16, 1]);
     expect(generateGemm({ ...big, tile: { bm: 64 } }, { isCpu: false }).workgroups).toEqual([4096 / 128, 4096 / 64, 1]);
   });
 
