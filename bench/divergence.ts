@@ -1,6 +1,6 @@
 // The divergence demonstration (docs/divergence.md): a sweep of architecture × peak learning rate ×
-// amax-history length, every run in FP8DPA through the library's `train` with the kurtosis early
-// warning on (`--on-warning continue`), each writing <out>/<run>.jsonl as it goes. After every run
+// amax-history length in FP8DPA (plus optional BF16 controls), each run through the library's `train`
+// with the kurtosis early warning on (`--on-warning continue`), writing <out>/<run>.jsonl as it goes. After every run
 // (and with --analyze, from the logs alone) it prints one row per run: smoothed loss at a few steps,
 // the minimum, the first loss spike, the first warning and the lead (spike − warning).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,6 +21,7 @@ const USAGE = `Usage: node --import tsx bench/divergence.ts [options]
   --archs A,B        architectures, in order (default llama3,fog_max; also op, olmo2)
   --lrs X,Y          peak learning rates (default 1e-2,3e-2; --smoke: 3e-2)
   --histories H,G    amax history lengths of the delayed scaling (default 16,1024; --smoke: 16)
+  --bf16 A,B         also run these architectures in BF16 at each rate, after the FP8DPA runs (controls)
   --only RUN[,RUN]   run only these (names as --list prints them)
   --backend B        auto | cpu | webgpu (default auto)
   --budget-s S       start no new run once S seconds have passed since the sweep began
@@ -31,15 +32,16 @@ const USAGE = `Usage: node --import tsx bench/divergence.ts [options]
                      that replay instead of the run's own (which used the defaults of docs/probes.md)
   --smoke            toy size (2 layers, width 32, batch 4 × 32, probes every 2 steps): a quick check
   --list             print the runs and their order, run nothing
-  --no-report        do not write <out>/<lr-history>.html and PNGs (fogc report of each Llama3/FOG pair)
+  --no-report        do not write <out>/<cell>.html and PNGs (fogc report of the runs of each rate and history)
   --analyze          run nothing; print the table (and reports) from the logs already in --out`;
 
-/** One cell of the sweep. */
+/** One run of the sweep. */
 interface RunSpec {
   name: string;
   arch: string;
   lr: number;
-  history: number;
+  /** Amax history of the FP8DPA recipe; null for a BF16 control run. */
+  history: number | null;
 }
 
 /** The calibration-size model of each architecture: examples/experiments/<file>, model <model>. */
@@ -81,17 +83,24 @@ function fmtLr(lr: number): string {
   return `${m}e${Number(e)}`;
 }
 
-function runName(arch: string, lr: number, history: number): string {
-  return `${arch.replace(/_/g, "-")}-lr${fmtLr(lr)}-h${history}`;
+/** The runs of one rate and history (or BF16) form a cell, with one report: `lr1e-2-h16`, `lr1e-2-bf16`. */
+function cellKey(run: Pick<RunSpec, "lr" | "history">): string {
+  return `lr${fmtLr(run.lr)}-${run.history === null ? "bf16" : `h${run.history}`}`;
+}
+
+function runName(arch: string, lr: number, history: number | null): string {
+  return `${arch.replace(/_/g, "-")}-${cellKey({ lr, history })}`;
 }
 
 /**
  * The sweep in the order it runs: history-major, then learning rate, then architecture, so each
  * Llama3 run is followed by the FOG run it is compared with and a budget cut leaves whole pairs.
  */
-function plan(archs: string[], lrs: number[], histories: number[]): RunSpec[] {
+function plan(archs: string[], lrs: number[], histories: number[], bf16: string[]): RunSpec[] {
   const runs: RunSpec[] = [];
-  for (const history of histories) for (const lr of lrs) for (const arch of archs) runs.push({ name: runName(arch, lr, history), arch, lr, history });
+  for (const history of [...histories, ...(bf16.length ? [null] : [])]) {
+    for (const lr of lrs) for (const arch of history === null ? bf16 : archs) runs.push({ name: runName(arch, lr, history), arch, lr, history });
+  }
   return runs;
 }
 
@@ -102,16 +111,16 @@ function plan(archs: string[], lrs: number[], histories: number[]): RunSpec[] {
  */
 function variantSource(run: RunSpec, outDir: string, smoke: boolean): { text: string; model: string } {
   const base = ARCHS[run.arch];
-  const model = `${base.model}_${run.name.slice(run.arch.length + 1).replace(/[^a-z0-9]/gi, "_")}`;
+  const model = `${base.model}_${cellKey(run).replace(/[^a-z0-9]/gi, "_")}`;
   const importPath = relative(outDir, join(EXPERIMENTS, base.file)).split("\\").join("/");
   const lines = [
-    `// Written by bench/divergence.ts (docs/divergence.md): ${run.arch} in FP8DPA, peak lr ${run.lr},`,
-    `// amax history ${run.history}${smoke ? ", at the --smoke toy size" : ""}.`,
+    `// Written by bench/divergence.ts (docs/divergence.md): ${run.arch} in ${run.history === null ? "BF16" : `FP8DPA, amax history ${run.history}`},`,
+    `// peak lr ${run.lr}${smoke ? ", at the --smoke toy size" : ""}.`,
     `import "${importPath}"`,
     "",
     `model ${model} extends ${base.model} {`,
     ...(smoke ? Object.entries(SMOKE.model).map(([k, v]) => `  ${k} = ${v}`) : []),
-    `  precision { scaling = delayed(history = ${run.history}, margin = 0, amax = max) }`,
+    run.history === null ? "  precision = bf16" : `  precision { scaling = delayed(history = ${run.history}, margin = 0, amax = max) }`,
     "  train {",
     `    optimizer = adamw(lr = ${run.lr}, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1, clip = 1.0)`,
     ...(smoke ? Object.entries(SMOKE.train).map(([k, v]) => `    ${k} = ${v}`) : []),
@@ -343,6 +352,7 @@ async function main(): Promise<void> {
         lrs: { type: "string" },
         histories: { type: "string" },
         only: { type: "string" },
+        bf16: { type: "string" },
         backend: { type: "string", default: "auto" },
         "budget-s": { type: "string" },
         "spike-delta": { type: "string", default: "0.1" },
@@ -365,7 +375,8 @@ async function main(): Promise<void> {
   }
   const smoke = args.smoke;
   const archs = (list(args.archs, "--archs", (s) => s) ?? ["llama3", "fog_max"]) as string[];
-  for (const a of archs) if (!ARCHS[a]) fail(`--archs: unknown architecture '${a}' (known: ${Object.keys(ARCHS).join(", ")})`);
+  const bf16 = (list(args.bf16, "--bf16", (s) => s) ?? []) as string[];
+  for (const a of [...archs, ...bf16]) if (!ARCHS[a]) fail(`--archs/--bf16: unknown architecture '${a}' (known: ${Object.keys(ARCHS).join(", ")})`);
   const lrs = (list(args.lrs, "--lrs", positiveNumber("--lrs")) ?? (smoke ? SMOKE.lrs : [1e-2, 3e-2])) as number[];
   const histories = (list(args.histories, "--histories", positiveInt("--histories")) ?? (smoke ? SMOKE.histories : [16, 1024])) as number[];
   const steps = args.steps !== undefined ? positiveInt("--steps")(args.steps) : smoke ? SMOKE.steps : undefined;
@@ -377,7 +388,7 @@ async function main(): Promise<void> {
   const outDir = resolve(args.out);
   const replay = args.monitor !== undefined ? monitorOptions(args.monitor) : undefined;
 
-  let runs = plan(archs, lrs, histories);
+  let runs = plan(archs, lrs, histories, bf16);
   if (args.only !== undefined) {
     const wanted = list(args.only, "--only", (s) => s) as string[];
     const known = new Set(runs.map((r) => r.name));
@@ -399,17 +410,17 @@ async function main(): Promise<void> {
         // The report steps scale with the run's planned length (its `run` line; 1500 in the model files).
         return summarize(r.name, log.points, warnings, log.steps ?? steps ?? 1500, delta, spikeAfter);
       });
-  /** fogc report of the runs of one learning rate and history (Llama3 and FOG overlaid), with PNGs. */
+  /** fogc report of the runs of one cell (Llama3 and FOG overlaid), with PNGs. */
   const cellReport = async (cell: RunSpec): Promise<void> => {
-    const key = `lr${fmtLr(cell.lr)}-h${cell.history}`;
-    const logs = runs.filter((r) => r.lr === cell.lr && r.history === cell.history && existsSync(logOf(r)));
+    const key = cellKey(cell);
+    const logs = runs.filter((r) => cellKey(r) === key && existsSync(logOf(r)));
     if (args["no-report"] || !logs.length) return;
     try {
       const written = await writeReport(logs.map(logOf), {
         out: join(outDir, `${key}.html`),
         png: join(outDir, "png", key),
         labels: logs.map((r) => r.name),
-        title: `FP8DPA at peak lr ${cell.lr}, amax history ${cell.history}: ${logs.map((r) => r.arch).join(" vs ")}`,
+        title: `${cell.history === null ? "BF16" : `FP8DPA, amax history ${cell.history},`} at peak lr ${cell.lr}: ${logs.map((r) => r.arch).join(" vs ")}`,
       });
       console.log(`  report: ${relative(process.cwd(), written.html)}, ${written.pngs.length} PNGs in ${relative(process.cwd(), join(outDir, "png", key))}`);
     } catch (e) {
@@ -426,7 +437,7 @@ async function main(): Promise<void> {
   if (args.analyze) {
     if (!existsSync(outDir)) fail(`--analyze: ${outDir} does not exist`);
     report();
-    for (const cell of runs.filter((r, i) => runs.findIndex((q) => q.lr === r.lr && q.history === r.history) === i)) await cellReport(cell);
+    for (const cell of runs.filter((r, i) => runs.findIndex((q) => cellKey(q) === cellKey(r)) === i)) await cellReport(cell);
     return;
   }
 
@@ -448,7 +459,7 @@ async function main(): Promise<void> {
       rmSync(logPath);
     }
     const t0 = performance.now();
-    console.log(`\n== ${run.name}: ${run.arch} FP8DPA, lr ${run.lr}, amax history ${run.history} (${relative(process.cwd(), fogPath)})`);
+    console.log(`\n== ${run.name}: ${run.arch} ${run.history === null ? "BF16" : `FP8DPA, amax history ${run.history}`}, lr ${run.lr} (${relative(process.cwd(), fogPath)})`);
     // Pass the run's notices and warning lines through; its per-step progress is replaced by one line per 100 steps.
     const progress = {
       write(text: string): boolean {
@@ -480,7 +491,7 @@ async function main(): Promise<void> {
     }
     report();
     // A cell's report (a few seconds of rendering) once its last run is done; --analyze draws any.
-    if (runs.filter((r) => r.lr === run.lr && r.history === run.history).at(-1) === run) await cellReport(run);
+    if (runs.filter((r) => cellKey(r) === cellKey(run)).at(-1) === run) await cellReport(run);
   }
   console.log(`divergence: done in ${((performance.now() - began) / 1000).toFixed(0)} s`);
 }

@@ -136,8 +136,9 @@ async function bench(gpu: Gpu, cfg: GemmConfig): Promise<number> {
     layout: pipeline.getBindGroupLayout(0),
     entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
-  await timeDispatches(gpu, pipeline, bindGroup, k.workgroups, 3); // warm-up
-  const once = await timeDispatches(gpu, pipeline, bindGroup, k.workgroups, 3);
+  // Warm-up: ~0.3 s of dispatches, so that the GPU's clocks are up (idle while the pipeline compiled).
+  let once = await timeDispatches(gpu, pipeline, bindGroup, k.workgroups, 3);
+  once = await timeDispatches(gpu, pipeline, bindGroup, k.workgroups, Math.max(3, Math.min(500, Math.ceil(0.3 / once))));
   const reps = Math.max(5, Math.min(200, Math.ceil(0.3 / once)));
   const sec = await timeDispatches(gpu, pipeline, bindGroup, k.workgroups, reps);
   bufs.forEach((b) => b.destroy());

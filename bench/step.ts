@@ -2,6 +2,7 @@
 // and tokens/s after warm-up, then GPU time per kernel kind from timestamp queries (one pass per
 // kernel) when the adapter has them. Prints figures; never asserts on time.
 import { resolve } from "node:path";
+import { fusionSummary } from "../compiler/fuse.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compile } from "../compiler/pipeline.js";
 import { openGpu, readBuffer } from "../runtime/device.js";
@@ -95,6 +96,12 @@ for (const precision of modes) {
       `\n${checked.name} ${precision}: batch ${batch} × seq ${seqLen}, ${(stats.params / 1e6).toFixed(2)}M params, ` +
         `${exec.plans.train.dispatches.length} dispatches/step, ${cache.size} pipelines so far; plan+build ${built.toFixed(0)} ms, warm-up ${warm.toFixed(0)} ms`,
     );
+    const fused = exec.trainFusion;
+    if (fused) {
+      const f = fusionSummary(fused);
+      const packed = fused.storage.filter((s) => s !== "f32").length;
+      console.log(`  fusion: ${f.fusedNodes} nodes folded into ${f.elementwise} elementwise, ${f.reduce} reduce, ${f.gemm} GEMM, ${f.embed} embed groups; ${packed} values stored packed (FP8/bf16)`);
+    }
     console.log(`  transient memory ${(mem.transient / 2 ** 20).toFixed(2)} MiB after reuse (${(mem.unshared / 2 ** 20).toFixed(2)} MiB without)`);
     console.log(`  ${steps} steps: median ${median.toFixed(2)} ms/step, mean ${mean.toFixed(2)} ms/step, ${((batch * seqLen) / (median / 1000)).toFixed(0)} tokens/s (last loss ${loss.toFixed(4)})`);
     if (perKernel && gpu.caps.timestamps) {

@@ -12,7 +12,7 @@ import { pruneGraph } from "../runtime/cpu-executor.js";
 import { DeviceError, openGpu } from "../runtime/device.js";
 import { zeroMoments } from "../runtime/executor.js";
 import { PipelineCache } from "../runtime/gpu-build.js";
-import { createGpuExecutor } from "../runtime/gpu-executor.js";
+import { createGpuExecutor, type GpuExecutor } from "../runtime/gpu-executor.js";
 import { probeOutputNames } from "../runtime/gpu-plan.js";
 import { initParams } from "../runtime/init.js";
 import { Prng } from "../runtime/prng.js";
@@ -121,8 +121,21 @@ async function main(): Promise<void> {
       // No kurtosis probes: PyTorch's side has none, and the executor would plan a second step with them.
       const probes = probeOutputNames(train);
       const stepGraph = pruneGraph(train, Object.keys(train.outputs).filter((k) => !probes.includes(k)));
+      // A run that fails (a buffer over a device limit, out of memory) is recorded as such; the rest go on.
+      const failed = (e: unknown): void => {
+        const error = `${(e as Error).name}: ${(e as Error).message.split("\n")[0]}`;
+        console.log(`${m.name} ${mode}: FAILED ${error}`);
+        const record = { side: "fogc", model: m.name, fog_model: model.name, file: relative(ROOT, file), mode, device, date, batch, seq: m.seq, error };
+        if (args.out) appendFileSync(args.out, JSON.stringify(record) + "\n");
+      };
       const t0 = performance.now();
-      const exec = await createGpuExecutor({ forward, train: stepGraph, model }, { gpu, pipelines: cache });
+      let exec: GpuExecutor;
+      try {
+        exec = await createGpuExecutor({ forward, train: stepGraph, model }, { gpu, pipelines: cache });
+      } catch (e) {
+        failed(e);
+        continue;
+      }
       const buildS = (performance.now() - t0) / 1000;
       try {
         const params = initParams(forward, 0);
@@ -180,6 +193,8 @@ async function main(): Promise<void> {
         );
         if (!losses.every(Number.isFinite)) console.log(`  WARNING: ${m.name} ${mode} produced a non-finite loss`);
         if (args.out) appendFileSync(args.out, JSON.stringify(record) + "\n");
+      } catch (e) {
+        failed(e);
       } finally {
         exec.dispose();
       }

@@ -1,6 +1,7 @@
 // The WebGPU backend: plans the training graph once (runtime/gpu-plan.ts), keeps parameters, AdamW
 // moments and FP8 scale state on the GPU, and runs each step as ONE command buffer (forward,
 // backward, grad norm, clip, AdamW, scale update), reading back only the loss and the grad norm.
+import type { KernelGraph } from "../compiler/fuse.js";
 import type { Graph } from "../compiler/ir.js";
 import { numel, paramNodes } from "../compiler/ir.js";
 import { pruneGraph } from "./cpu-executor.js";
@@ -159,6 +160,11 @@ export class GpuExecutor implements Executor {
   /** Plans' kernel labels and memory (for benchmarks and reports). */
   get plans(): { train: BuiltPlan; loss: BuiltPlan; logits: BuiltPlan } {
     return { train: this.train.built, loss: this.loss.built, logits: this.logits.built };
+  }
+
+  /** The kernel groups of the training step's graph (compiler/fuse.ts) and each value's storage. */
+  get trainFusion(): KernelGraph | undefined {
+    return this.train.plan.fused;
   }
 
   /** The training step's planned kernels, in dispatch order (labels, sources, costs: runtime/profile.ts). */

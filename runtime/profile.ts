@@ -139,7 +139,8 @@ export function profileByKind(rows: readonly ProfileRow[]): KindRow[] {
     .sort((a, b) => b.ms - a.ms);
 }
 
-const fmtRate = (x: number | undefined, digits: number): string => (x === undefined ? "–" : x.toFixed(digits));
+/** A rate with `digits` decimals, or two significant digits below 0.1 (CPU adapters reach GFLOP/s, not TFLOP/s). */
+const fmtRate = (x: number | undefined, digits: number): string => (x === undefined ? "–" : x >= 100 ? x.toFixed(0) : x >= 0.1 || x === 0 ? x.toFixed(digits) : x.toPrecision(2));
 
 /** The profile as a text table: totals, GPU time per kernel kind, then the `top` slowest dispatches. */
 export function formatProfile(p: StepProfile, options: { top?: number } = {}): string {

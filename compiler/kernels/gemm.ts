@@ -6,7 +6,7 @@
 import { type BindingSpec, WgslBuilder } from "../wgsl.js";
 import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, type Prec } from "./gemm-io.js";
 import { fmaDirectBody, fmaSharedBody, fmaThreads } from "./gemm-fma.js";
-import { sgmmHelper, sgmmThreads } from "./gemm-sgmm.js";
+import { sgmmHelper, sgmmSharedBytes, sgmmThreads } from "./gemm-sgmm.js";
 
 /** bf16: top half of an f32, 2 per u32. FP8: 4 codes per u32, element i in byte i % 4 (flat index). */
 export type GemmOperandType = "f32" | "bf16" | "e4m3" | "e5m2";
@@ -126,18 +126,22 @@ const SMALL_GEMM_MACS = 2 ** 30;
  *   loads them once; a lane-varying load is a per-lane gather), 16 FMAs per gathered B value, and
  *   M = 1024, N = 96 makes 192 workgroups for the cores. Measured against 4×4 blocks of 64
  *   invocations and 8×8 ones (docs/perf.md). Without caps, GEMMs under 2^30 multiply-adds get it too.
- * - FMA on a GPU: the shared variant, 128×128 tiles of 8×8 per invocation when that fills the GPU
+ * - FMA on a GPU: the shared variant, 128×64 tiles of 8×4 per invocation when that fills the GPU
  *   with workgroups, else 64×64 of 4×4.
- * - Subgroup matrices: 128×128 tiles of 2×2 subgroups of 4×4 results, bk 16, k-major copies.
+ * - Subgroup matrices: 128×128 tiles of 4×2 subgroups (2×4 results each), bk 16, padded k-major copies.
  */
 export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | "transA" | "transB">, caps: GemmTileCaps = {}): GemmTile {
   const maxShared = caps.maxComputeWorkgroupStorageSize ?? MIN_WORKGROUP_STORAGE;
   const mma = (caps.subgroupMatrix && mmaShapesFor({ subgroupMatrix: caps.subgroupMatrix })[0]) || { M: 16, N: 16, K: 16 };
   const subgroupSize = caps.subgroupMinSize && caps.subgroupMinSize === caps.subgroupMaxSize ? caps.subgroupMinSize : 32;
   const base = { bk: 16, tm: 4, tn: 4, fmaLoads: "shared" as const, mma, sgRows: 2, sgCols: 2, subgroupSize, sharedLayout: "k-major" as const, pad: 0 };
-  // Measured on the H100 at 4096³ (docs/perf.md): bk 16 beat 32 and 64, 2×2 subgroups beat 2×4/4×2,
-  // unpadded k-major copies beat padded and as-stored ones.
-  if (cfg.path === "subgroup-matrix") return { ...base, bm: 128, bn: 128 };
+  // Measured on the H100 at 4096³ and 8192×6144×1024 (docs/perf.md): 4×2 subgroups, bk 16 and k-major
+  // copies padded by 8 f16 won (~68 TFLOP/s, against ~39 unpadded and ~39 for 2×2); 17 KiB of
+  // workgroup memory, so 2×2 subgroups (12.5 KiB) where the device keeps WebGPU's 16 KiB default.
+  if (cfg.path === "subgroup-matrix") {
+    const t: GemmTile = { ...base, bm: 128, bn: 128, sgRows: 4, sgCols: 2, pad: 8 };
+    return sgmmSharedBytes(cfg, t) <= maxShared ? t : { ...t, sgRows: 2 };
+  }
   const small = cfg.M * cfg.N * cfg.K < SMALL_GEMM_MACS;
   if (caps.isCpu || (caps.isCpu === undefined && small)) {
     // bm = tm: every invocation of a workgroup shares A's 16 rows (uniform loads), 8 invocations
@@ -145,8 +149,8 @@ export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | 
     return { ...base, fmaLoads: "direct", bm: 16, tm: 16, bn: cfg.N <= 16 ? 16 : 32, bk: 4 };
   }
   const workgroups128 = Math.ceil(cfg.M / 128) * Math.ceil(cfg.N / 128);
-  // bk 16 (16 KiB of f32 tiles, + the amax word with FP8 outputs) where the adapter allows it.
-  if (workgroups128 >= 128) return { ...base, bm: 128, bn: 128, bk: maxShared >= 16384 + 4 ? 16 : 8, tm: 8, tn: 8 };
+  // 128×64 of 8×4 and 64×128 of 4×8, bk 16, measured best on the H100 (~26 TFLOP/s f32, docs/perf.md).
+  if (workgroups128 >= 128) return { ...base, bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 };
   return { ...base, bm: 64, bn: 64 };
 }
 

@@ -73,18 +73,21 @@ function oracle(q: Arr, k: Arr, v: Arr, dO: Arr, c: AttentionConfig, fqP: Fq = i
   return r;
 }
 
-type Shape = Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHeads" | "headDim" | "causal" | "tiles">;
+/** `subgroups`: row max/sum by subgroup shuffles (subgroupSize = the adapter's minimum), where the adapter has them. */
+type Shape = Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHeads" | "headDim" | "causal" | "tiles"> & { subgroups?: boolean };
 const SHAPES: [string, Shape][] = [
   ["causal, GQA 4/2, seq 7, head_dim 8, 4×4 tiles", { batch: 2, seqLen: 7, heads: 4, kvHeads: 2, headDim: 8, causal: true, tiles: { br: 4, bc: 4, lanes: 2 } }],
   ["causal, GQA 4/2, seq 19, head_dim 16, default tiles", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }],
   ["non-causal, GQA 2/1, seq 9, head_dim 16, 8×4 tiles", { batch: 1, seqLen: 9, heads: 2, kvHeads: 1, headDim: 16, causal: false, tiles: { br: 8, bc: 4, lanes: 4 } }],
+  ["causal, GQA 4/2, seq 9, head_dim 8, 8×8 tiles, lane reductions by subgroup shuffles", { batch: 1, seqLen: 9, heads: 4, kvHeads: 2, headDim: 8, causal: true, tiles: { br: 8, bc: 8, lanes: 4 }, subgroups: true }],
 ];
 
 describe("attention, f32", () => {
   for (const [title, shape] of SHAPES) {
     it(title, () =>
       withGpu(async (gpu) => {
-        const cfg: AttentionConfig = { ...shape, name: "att", scale: 0.3 };
+        if (shape.subgroups && !gpu.caps.subgroups) return; // the shuffle path needs subgroups
+        const cfg: AttentionConfig = { ...shape, name: "att", scale: 0.3, ...(shape.subgroups ? { subgroupSize: gpu.caps.subgroupMinSize } : {}) };
         const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
         const [q, k, v, dO] = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH)];
         const want = oracle(q, k, v, dO, cfg);

@@ -414,15 +414,15 @@ describe("gemm generator", () => {
     expect(chooseGemmTile(cfg, { isCpu: true }).fmaLoads).toBe("direct");
     expect(chooseGemmTile(big, { isCpu: true }).fmaLoads).toBe("direct");
     expect(chooseGemmTile(cfg, {}).fmaLoads).toBe("direct"); // no caps: small shapes take the direct variant
-    expect(chooseGemmTile(big, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 128, bn: 128, tm: 8, tn: 8 });
+    expect(chooseGemmTile(big, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 128, bn: 64, tm: 8, tn: 4 });
     expect(chooseGemmTile({ ...cfg, M: 1024, N: 1024 }, { isCpu: false })).toMatchObject({ fmaLoads: "shared", bm: 64, bn: 64 });
     const sg = { ...big, path: "subgroup-matrix" as const };
-    expect(chooseGemmTile(big, { isCpu: false, maxComputeWorkgroupStorageSize: 32768 }).bk).toBe(16);
-    expect(chooseGemmTile(big, { isCpu: false, maxComputeWorkgroupStorageSize: 16384 }).bk).toBe(8);
+    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 32768 })).toMatchObject({ sgRows: 4, sgCols: 2, bk: 16, pad: 8 });
+    expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 16384 })).toMatchObject({ sgRows: 2, sgCols: 2 });
     expect(chooseGemmTile(sg, { subgroupMatrix: h100Caps.subgroupMatrix, subgroupMinSize: 32, subgroupMaxSize: 32 }).mma).toEqual({ M: 16, N: 16, K: 16 });
     // An undefined tile is the chosen default; a partial tile overrides fields of it.
     expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 16, 1]);
-    expect(generateGemm({ ...big, tile: { bm: 64 } }, { isCpu: false }).workgroups).toEqual([4096 / 128, 4096 / 64, 1]);
+    expect(generateGemm({ ...big, tile: { bm: 64 } }, { isCpu: false }).workgroups).toEqual([4096 / 64, 4096 / 64, 1]);
   });
 
   it("emits subgroup-matrix WGSL: f16 tiles in workgroup memory, MMA into f32, shared epilogue", () => {
