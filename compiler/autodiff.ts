@@ -35,9 +35,14 @@ type Vjp<K extends OpKind> = (n: NodeOf<K>, dy: number, e: Emitter) => Grads;
 /**
  * Ops through which no gradient flows: `leaf` (params collect theirs as `grad:` outputs; inputs and
  * consts have none), `no_gradient` (integer-valued or detached results: row_absmax, kurtosis), and
- * `backward_only` (ops autodiff itself emits; a gradient reaching one is an error).
+ * `backward_only` (ops autodiff itself emits; a gradient reaching one is an error), and
+ * `forward_only` (decode ops: KV caches; a decode graph is for sampling, never differentiated).
  */
-type NoVjp = "leaf" | "no_gradient" | "backward_only";
+type NoVjp = "leaf" | "no_gradient" | "backward_only" | "forward_only";
+
+function forwardOnly(n: Node): never {
+  throw new Error(`autodiff: ${n.op} "${n.name}" belongs to a decode graph (KV cache), which is forward-only and cannot be differentiated`);
+}
 
 const identity = <K extends OpKind>(): Vjp<K> => (_, dy) => [() => dy];
 const pointwise =
@@ -108,9 +113,9 @@ export const VJP_RULES = {
     ];
   },
   // A rotation: its VJP is the inverse rotation.
-  rope: (n, dy, e) => [() => e.op("rope", [dy], { ...n.attrs, inverse: !n.attrs.inverse }, "grad_x")],
+  rope: (n, dy, e) => (n.attrs.offset ? forwardOnly(n) : [() => e.op("rope", [dy], { ...n.attrs, inverse: !n.attrs.inverse }, "grad_x")]),
   attention: (n, dy, e) =>
-    (["q", "k", "v"] as const).map(
+    n.attrs.cached ? forwardOnly(n) : (["q", "k", "v"] as const).map(
       (wrt) => () => e.op("attention_grad", [...n.inputs, dy], { ...n.attrs, wrt }, `grad_${wrt}`),
     ),
   xielu: (n, dy, e) =>
@@ -124,6 +129,8 @@ export const VJP_RULES = {
   quantize: identity<"quantize">(),
   cast: identity<"cast">(),
   kurtosis: "no_gradient",
+  kv_cache: "forward_only",
+  kv_write: "forward_only",
   sum_to: "backward_only",
   gelu_grad: "backward_only",
   silu_grad: "backward_only",
@@ -185,6 +192,7 @@ export function autodiff(forward: Graph, options: { loss?: string } = {}): Graph
       if (n.op === "param") b.outputs[`grad:${n.name}`] = dy;
       continue;
     }
+    if (rule === "forward_only") forwardOnly(n);
     if (rule === "backward_only") throw new Error(`autodiff: no gradient rule for ${n.op} "${n.name}" (backward-only op)`);
     const grads = rule(n, dy, new Emitter(b, n));
     n.inputs.forEach((input, i) => {

@@ -51,7 +51,8 @@ export type KurtosisMode = "per_token" | "per_sequence";
 export interface OpAttrs {
   // leaves
   param: { init: Init; decay: boolean; lrScale: number };
-  input: { input: "tokens" | "targets" };
+  /** `position` (decode graphs): [1], the absolute position of the first new token (the cache fill). */
+  input: { input: "tokens" | "targets" | "position" };
   const: { value: number };
   // forward
   embed: Record<string, never>;
@@ -67,7 +68,8 @@ export interface OpAttrs {
   tanh: Record<string, never>;
   rmsnorm: { eps: number; group: number };
   layernorm: { eps: number; group: number };
-  rope: { headDim: number; seqLen: number; base: number; scaling?: RopeScaling; inverse: boolean };
+  /** `offset` (decode graphs): a second input, the `position` [1], is added to every row's position. */
+  rope: { headDim: number; seqLen: number; base: number; scaling?: RopeScaling; inverse: boolean; offset?: true };
   /** `fp8` (FP8DPA): scale slots through which P (E4M3) and dS = P⊙(dP − D) (E5M2) are fake-quantised
    *  inside the fused attention, before P·V, Pᵀ·dO and dS·K, dSᵀ·Q (papers.md §3.2). */
   attention: {
@@ -79,6 +81,10 @@ export interface OpAttrs {
     causal: boolean;
     site?: GemmSite;
     fp8?: { p: number; ds: number };
+    /** Decode graphs: k and v are KV caches [batch, kvHeads, context, headDim] (kv_write results) and a
+     *  4th input is the `position` [1]; query row i of a sequence sits at position + i and sees cache
+     *  positions ≤ position + i. */
+    cached?: { context: number };
   };
   xielu: { beta: number; eps: number };
   glu: { act: "silu" | "gelu" };
@@ -91,6 +97,12 @@ export interface OpAttrs {
   /** papers.md §7.1 of one or more inputs with the same number of rows, measured together: a
    *  token's vector is the concatenation of its row in every input (the `qkv` tap's q, k and v). */
   kurtosis: { mode: KurtosisMode; seqLen: number; probe: string; layer: number };
+  // decode (forward-only, made by lowerModel's `decode` option)
+  /** A K or V cache [batch, kvHeads, context, headDim]: state the executor keeps between calls, fed by id. */
+  kv_cache: { which: "k" | "v"; layer: number };
+  /** cache, x [batch·rows, kvHeads·headDim], position [1] → the cache with positions position…position+rows−1
+   *  of each sequence replaced by x's rows (in place on the GPU). */
+  kv_write: { rows: number };
   // backward (made by autodiff.ts)
   sum_to: { shape: number[] };
   gelu_grad: Record<string, never>;
@@ -133,7 +145,8 @@ export interface Tap {
 
 export interface Graph {
   nodes: Node[];
-  /** Named results: `loss`, `logits`, parameter gradients `grad:<param name>`, probes. */
+  /** Named results: `loss`, `logits`, parameter gradients `grad:<param name>`, probes; in decode
+   *  graphs `kv:<cache name>`, each cache's new value (the executor keeps it for the next call). */
   outputs: Record<string, number>;
   scaleSlots: ScaleSlot[];
   /** Tensors the probe pass may measure: papers.md §7.2 names per layer, plus `probe` locals. */

@@ -8,10 +8,18 @@ import type { AttentionSpec, BlockExpr, CheckedModel, MlpSpec, NormSpec } from "
 
 export interface LowerOptions {
   batch: number;
+  /** Rows per sequence: the training window, or in a decode graph the new tokens per call. */
   seqLen: number;
+  /**
+   * A decode graph (sampling with a KV cache, forward-only): `seqLen` new tokens per sequence at the
+   * `position` input; per attention a K and a V cache of `context` positions (kv_cache), written by
+   * kv_write and attended through `attention.cached`; RoPE at the position offset; no targets, no
+   * loss; outputs `logits` and `kv:<cache>` per cache.
+   */
+  decode?: { context: number };
 }
 
-export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions): Graph {
+export function lowerModel(model: CheckedModel, { batch, seqLen, decode }: LowerOptions): Graph {
   const b = new GraphBuilder(batch, seqLen);
   const M = batch * seqLen;
   const D = model.width;
@@ -42,7 +50,8 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
 
   b.span = model.span;
   const tokens = b.add("input", [], { input: "tokens" }, "tokens", [M]);
-  const targets = b.add("input", [], { input: "targets" }, "targets", [M]);
+  const targets = decode ? undefined : b.add("input", [], { input: "targets" }, "targets", [M]);
+  const position = decode ? b.add("input", [], { input: "position" }, "position", [1]) : undefined;
   const embedW = param("embed.weight", [model.vocab, D], { kind: "normal", std: model.embedding.std }, true, model.span);
   let h = b.add("embed", [embedW, tokens], {}, "embed");
   if (model.embedding.multiplier !== 1) h = b.add("scale", [h], { factor: model.embedding.multiplier }, "embed.multiplier");
@@ -71,12 +80,25 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
     let k = reg(k0, "k");
     b.taps.push({ probe: "q", layer, nodes: [q] }, { probe: "k", layer, nodes: [k] });
     b.span = spec.span;
+    const pos = position === undefined ? [] : [position];
     if (spec.rope) {
-      const ropeAttrs = { headDim: Dh, seqLen, base: spec.rope.base, inverse: false, ...(spec.rope.scaling ? { scaling: spec.rope.scaling } : {}) };
-      q = b.add("rope", [q], ropeAttrs, `${name}.q_rope`);
-      k = b.add("rope", [k], ropeAttrs, `${name}.k_rope`);
+      const ropeAttrs = { headDim: Dh, seqLen, base: spec.rope.base, inverse: false, ...(spec.rope.scaling ? { scaling: spec.rope.scaling } : {}), ...(decode ? { offset: true as const } : {}) };
+      q = b.add("rope", [q, ...pos], ropeAttrs, `${name}.q_rope`);
+      k = b.add("rope", [k, ...pos], ropeAttrs, `${name}.k_rope`);
     }
-    const o = b.add("attention", [q, k, v], { heads: H, kvHeads: Hkv, headDim: Dh, seqLen, scale: spec.softmaxScale, causal: spec.causal, site }, `${name}.sdpa`);
+    const attrs = { heads: H, kvHeads: Hkv, headDim: Dh, seqLen, scale: spec.softmaxScale, causal: spec.causal, site };
+    if (!decode) return linear(b.add("attention", [q, k, v], attrs, `${name}.sdpa`), `${name}.o`, D, outStd, "out", spec.span, site);
+    const cached = (which: "k" | "v", rows: number): number => {
+      // The cache holds every position of this tensor, so it takes the tensor's name (and with it
+      // the training graph's FP8 scale slot, keyed by name); the call's new rows become `.new`.
+      const tensorName = b.nodes[rows].name;
+      b.nodes[rows].name = `${tensorName}.new`;
+      const cache = b.add("kv_cache", [], { which, layer }, `${name}.${which}_cache`, [batch, Hkv, decode.context, Dh]);
+      const written = b.add("kv_write", [cache, rows, position!], { rows: seqLen }, tensorName);
+      b.outputs[`kv:${b.nodes[cache].name}`] = written;
+      return written;
+    };
+    const o = b.add("attention", [q, cached("k", k), cached("v", v), position!], { ...attrs, cached: { context: decode.context } }, `${name}.sdpa`);
     return linear(o, `${name}.o`, D, outStd, "out", spec.span, site);
   };
 
@@ -170,8 +192,7 @@ export function lowerModel(model: CheckedModel, { batch, seqLen }: LowerOptions)
   const headW = model.head.tied ? embedW : param("head.weight", [model.vocab, D], { kind: "normal", std: model.head.std }, true, model.span);
   b.span = model.span;
   const logits = b.add("matmul", [h, headW], { transA: false, transB: true, gemm: "head", site: { component: "head" } }, "head");
-  const loss = b.add("cross_entropy", [logits, targets], {}, "loss");
   b.outputs.logits = logits;
-  b.outputs.loss = loss;
+  if (targets !== undefined) b.outputs.loss = b.add("cross_entropy", [logits, targets], {}, "loss");
   return b.build();
 }

@@ -45,3 +45,15 @@ export function compile(file: string, options: CompileOptions = {}): CompileResu
   const stats = modelStats(forward); //                            params, FLOPs, memory from the IR
   return { program: { model, forward, train, stats }, diagnostics: checked.diagnostics, files: checked.files };
 }
+
+/**
+ * The decode graph of a checked model (sampling with a KV cache, docs/ir.md Decode): `rows` new
+ * tokens per sequence attending over caches of `context` positions, lowered by the same lowerModel
+ * and given the same precision pass as training, so FP8 models cast weights and activations through
+ * slots of the same names as the training graph's (the caller restores their scale state by name).
+ */
+export function compileDecode(model: CheckedModel, { batch, rows, context }: { batch: number; rows: number; context: number }): Graph {
+  if (!(Number.isInteger(rows) && rows >= 1 && rows <= context)) throw new Error(`compileDecode: ${rows} new rows per call do not fit a cache of ${context} positions`);
+  const decode = lowerModel(model, { batch, seqLen: rows, decode: { context } }); // forward only, KV caches
+  return applyPrecision(decode, model); //                                          + quantize/cast on GEMM operands
+}

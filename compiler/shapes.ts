@@ -33,6 +33,10 @@ function grouped(op: string, x: number[], group: number): void {
   if (last(x) % group !== 0) fail(`${op}: last dimension ${last(x)} is not a multiple of group ${group}`);
 }
 
+function positionInput(op: string, position: number[] | undefined): void {
+  if (!position || position.length !== 1 || position[0] !== 1) fail(`${op}: needs the position input [1], got ${position ? `[${position}]` : "none"}`);
+}
+
 export const SHAPE_RULES: { [K in OpKind]: Rule<K> } = {
   param: () => fail("param shapes are given, not inferred"),
   input: () => fail("input shapes are given, not inferred"),
@@ -64,13 +68,25 @@ export const SHAPE_RULES: { [K in OpKind]: Rule<K> } = {
     if (bias) same("layernorm bias", bias, [group]);
     return x;
   },
-  rope: ([x], { headDim }) => {
+  rope: ([x, position], { headDim, offset }) => {
     grouped("rope", x, headDim);
     if (headDim % 2 !== 0) fail(`rope: head dimension ${headDim} is odd`);
+    if (offset) positionInput("rope", position);
+    else if (position) fail("rope: a position input needs the `offset` attribute");
     return x;
   },
-  attention: ([q, k, v], { heads, kvHeads, headDim }) => {
+  attention: ([q, k, v, position], { heads, kvHeads, headDim, cached, seqLen }) => {
     if (last(q) !== heads * headDim) fail(`attention: q width ${last(q)} != heads*head_dim ${heads * headDim}`);
+    if (cached) {
+      for (const [what, c] of [["k", k], ["v", v]] as const) {
+        if (c.length !== 4 || c[1] !== kvHeads || c[2] !== cached.context || c[3] !== headDim)
+          fail(`attention: cached ${what} must be [batch, ${kvHeads}, ${cached.context}, ${headDim}], got [${c}]`);
+      }
+      if (q[0] !== k[0] * seqLen) fail(`attention: ${q[0]} query rows for ${k[0]} cached sequences of ${seqLen} new rows`);
+      positionInput("attention", position);
+      if (heads % kvHeads !== 0) fail(`attention: heads ${heads} not a multiple of kv_heads ${kvHeads}`);
+      return q;
+    }
     if (last(k) !== kvHeads * headDim || last(v) !== kvHeads * headDim)
       fail(`attention: k/v width must be kv_heads*head_dim = ${kvHeads * headDim}`);
     if (heads % kvHeads !== 0) fail(`attention: heads ${heads} not a multiple of kv_heads ${kvHeads}`);
@@ -94,6 +110,14 @@ export const SHAPE_RULES: { [K in OpKind]: Rule<K> } = {
     for (const x of xs.slice(1)) if (rows(x) !== rows(xs[0])) fail(`kurtosis: inputs [${xs[0]}] and [${x}] have different numbers of rows`);
     if (mode === "per_sequence" && rows(xs[0]) % seqLen !== 0) fail(`kurtosis: ${rows(xs[0])} rows is not a whole number of sequences of ${seqLen}`);
     return [];
+  },
+  kv_cache: () => fail("kv_cache shapes are given, not inferred"),
+  kv_write: ([cache, x, position], { rows }) => {
+    if (cache.length !== 4) fail(`kv_write: the cache must be [batch, kv_heads, context, head_dim], got [${cache}]`);
+    const [B, H, , Dh] = cache;
+    if (x.length !== 2 || x[0] !== B * rows || x[1] !== H * Dh) fail(`kv_write: new rows must be [${B * rows}, ${H * Dh}], got [${x}]`);
+    positionInput("kv_write", position);
+    return cache;
   },
   sum_to: (_, { shape }) => shape,
   gelu_grad: ([x, dy]) => (same("gelu_grad", x, dy), x),

@@ -8,7 +8,7 @@ import { probeOutputs, stripProbes } from "../compiler/probes.js";
 import { cloneState, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
 import { type AdamWStep, adamwUpdate, clipFactor, globalNorm, type ParamGroup } from "./optimizer.js";
 import { outputValue, runReference } from "./reference.js";
-import { ScaleState } from "./scale-state.js";
+import { ScaleState, type ScaleSlotSnapshot } from "./scale-state.js";
 
 /**
  * The sub-graph that computes `outputs` (their ancestors only), renumbered so node ids are indices
@@ -190,5 +190,66 @@ export class CpuExecutor implements Executor {
     this.params.clear();
     this.m.clear();
     this.v.clear();
+  }
+}
+
+/** What a decoder (sampling with a KV cache) is built from; both backends take the same. */
+export interface DecoderInit {
+  /** The decode graph for `rows` new tokens per sequence (compileDecode), the same for every call with that many. */
+  graphFor: (rows: number) => Graph;
+  params: Map<string, Float32Array>;
+  /** The decode graphs' FP8 slot state, in their slot order (every decode graph has the same slots). */
+  scales: ScaleSlotSnapshot[];
+}
+
+/** Sampling with a KV cache: each call feeds new tokens at a position and keeps the caches for the next. */
+export interface Decoder {
+  /** Runs `tokens` (batch × rows, row-major) at `position`; returns each sequence's last-row logits [batch, vocab]. */
+  step(tokens: Int32Array, position: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/**
+ * The CPU decoder: runs decode graphs on the reference in f32, the caches kept as f32 arrays by
+ * name between calls. The scale state is never updated: delayed slots cast with the checkpoint's
+ * scales, frozen; current slots take theirs from each call's amax.
+ */
+export class CpuDecoder implements Decoder {
+  private readonly caches = new Map<string, Float32Array>();
+  private readonly scales: ScaleState;
+  private readonly params: Map<string, Float32Array>;
+
+  constructor(private readonly init: DecoderInit) {
+    const g = init.graphFor(1);
+    this.scales = new ScaleState(g.scaleSlots);
+    this.scales.restore(init.scales);
+    this.params = init.params;
+    for (const n of g.nodes) if (n.op === "kv_cache") this.caches.set(n.name, new Float32Array(n.shape.reduce((a, b) => a * b, 1)));
+  }
+
+  async step(tokens: Int32Array, position: number): Promise<Float32Array> {
+    const rows = tokens.length / this.init.graphFor(1).batch;
+    if (!Number.isInteger(rows) || rows < 1) throw new Error(`CpuDecoder.step: ${tokens.length} tokens is not a whole number of rows per sequence`);
+    const g = this.init.graphFor(rows);
+    const params = new Map<number, Float32Array>();
+    const caches = new Map<number, Float32Array>();
+    for (const n of g.nodes) {
+      if (n.op === "param") {
+        const p = this.params.get(n.name);
+        if (!p) throw new Error(`CpuDecoder: no value for parameter "${n.name}"`);
+        params.set(n.id, p);
+      } else if (n.op === "kv_cache") caches.set(n.id, this.caches.get(n.name)!);
+    }
+    const values = runReference(g, { params, tokens, position: Int32Array.of(position), caches }, { precision: "f32", scaleState: this.scales });
+    for (const name of this.caches.keys()) this.caches.set(name, Float32Array.from(outputValue(g, values, `kv:${name}`)));
+    const logits = outputValue(g, values, "logits");
+    const V = g.nodes[g.outputs.logits].shape[1];
+    const out = new Float32Array(g.batch * V);
+    for (let b = 0; b < g.batch; b++) out.set(logits.subarray(((b + 1) * rows - 1) * V, (b + 1) * rows * V), b * V);
+    return out;
+  }
+
+  dispose(): void {
+    this.caches.clear();
   }
 }

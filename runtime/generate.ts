@@ -1,13 +1,18 @@
 // Sampling from a trained checkpoint (`fogc generate`): recompiles the model the checkpoint records,
-// loads its weights and FP8 scales into the CPU executor, and samples token by token with
-// temperature and top-k from a seeded PRNG. No KV cache: each token reruns the forward window.
+// loads its weights and FP8 scales, and samples token by token with temperature and top-k from a
+// seeded PRNG. With the KV cache (default) a decode graph (compiler/pipeline.ts compileDecode) runs
+// the prompt once and then one token per call; `cache: false` reruns the whole window per token.
 import { existsSync } from "node:fs";
+import type { Graph, ScaleSlot } from "../compiler/ir.js";
 import type { PrecisionMode } from "../compiler/model.js";
+import { compileDecode } from "../compiler/pipeline.js";
 import { paramShapes, paramShapesHash, readCheckpoint, readCheckpointMeta } from "./checkpoint.js";
-import { CpuExecutor } from "./cpu-executor.js";
+import { CpuDecoder, type Decoder, type DecoderInit } from "./cpu-executor.js";
 import { loadTokenizer, type TokenizerName } from "./data.js";
+import type { Executor } from "./executor.js";
 import { hashString, Prng } from "./prng.js";
-import { compileForRun, RunError } from "./train.js";
+import type { ScaleSlotSnapshot } from "./scale-state.js";
+import { type BackendChoice, compileForRun, createExecutor, RunError } from "./train.js";
 
 export interface GenerateOptions {
   /** A checkpoint written by `fogc run --checkpoint DIR`. */
@@ -22,14 +27,31 @@ export interface GenerateOptions {
   seed?: number;
   /** The .fog file, when it moved since training (default: the path the checkpoint records). */
   file?: string;
+  /** `auto` (WebGPU when an adapter is found, else the CPU), `webgpu` or `cpu`; default auto. */
+  backend?: BackendChoice;
+  /** Sample with a KV cache (default true); false reruns the whole window for every token. */
+  cache?: boolean;
+  /** One-line notices (the backend fallback). */
+  notice?: (line: string) => void;
   /** Called once the checkpoint is loaded, before the first token is sampled. */
-  onStart?: () => void;
+  onStart?: (info: GenerateInfo) => void;
   /** Called with each new piece of decoded text as it is sampled. */
   onText?: (text: string) => void;
 }
 
+/** How sampling runs, for the user: backend, cache, and what precision the forward computes in. */
+export interface GenerateInfo {
+  backend: "cpu" | "webgpu";
+  cache: boolean;
+  /** The cache's positions: the training window. */
+  context: number;
+  /** "FP8 E4M3 weights and activations, scales from the checkpoint", "BF16 GEMM operands", … */
+  precision: string;
+}
+
 export interface GenerateResult {
   model: string;
+  info: GenerateInfo;
   /** Prompt + completion. */
   text: string;
   completion: string;
@@ -65,12 +87,104 @@ export function sampleToken(logits: ArrayLike<number>, o: SampleOptions, prng: P
 
 const MODES: readonly string[] = ["bf16", "fp8", "fp8dpa"];
 
+/**
+ * The decode graph's FP8 slot state from the training graph's, by slot name: the decode graph is
+ * lowered and cast by the same passes, so each of its slots is a training slot of the same name.
+ * An empty snapshot (a checkpoint without scales) starts every slot fresh.
+ */
+export function decodeScales(decodeSlots: readonly ScaleSlot[], trainSlots: readonly ScaleSlot[], snapshot: readonly ScaleSlotSnapshot[]): ScaleSlotSnapshot[] {
+  const byName = new Map(trainSlots.map((s) => [`${s.name}:${s.format}`, s.id]));
+  return decodeSlots.map((slot) => {
+    const id = byName.get(`${slot.name}:${slot.format}`);
+    if (id === undefined) throw new Error(`generate: the decode graph's FP8 slot "${slot.name}" (${slot.format}) has no counterpart in the training graph`);
+    const snap = snapshot[id];
+    return snap ? { scale: snap.scale, history: snap.history.slice(), head: snap.head } : { scale: 1, history: new Float32Array(slot.scaling.kind === "delayed" ? slot.scaling.history : 1), head: 0 };
+  });
+}
+
+/** One line on what the sampling forward computes in, read off the decode graph's casts and slots. */
+export function precisionLine(g: Graph): string {
+  const slots = g.scaleSlots;
+  const bf16 = g.nodes.some((n) => n.op === "cast" && n.attrs.to === "bf16");
+  if (!slots.length) return bf16 ? "BF16 GEMM operands (f32 accumulation)" : "f32";
+  const formats = (role: ScaleSlot["role"]): string => [...new Set(slots.filter((s) => s.role === role).map((s) => s.format.toUpperCase()))].join("/");
+  const [w, a] = [formats("weight"), formats("activation")];
+  const what = w === a ? `FP8 ${w} weights and activations` : `FP8 ${w || "—"} weights, ${a || "—"} activations`;
+  const kinds = new Set(slots.filter((s) => s.role !== "gradient").map((s) => s.scaling.kind));
+  const how = [kinds.has("delayed") ? "scales from the checkpoint" : "", kinds.has("current") ? "current scaling: scales per call" : "", kinds.has("blockwise") ? "blockwise scales per call" : ""].filter(Boolean).join("; ");
+  const dpa = g.nodes.some((n) => n.op === "attention" && n.attrs.fp8) ? ", attention P in FP8 (FP8DPA)" : "";
+  return `${what}${dpa}${bf16 ? ", BF16 elsewhere" : ""}, ${how}`;
+}
+
+async function gpuModule(): Promise<typeof import("./gpu-executor.js")> {
+  return import("./gpu-executor.js");
+}
+
+/** The decoder for a backend choice; `auto` falls back to the CPU with a notice. */
+async function createDecoder(choice: BackendChoice, init: DecoderInit, notice: (line: string) => void): Promise<{ decoder: Decoder; backend: "cpu" | "webgpu" }> {
+  if (choice === "cpu") return { decoder: new CpuDecoder(init), backend: "cpu" };
+  const gpu = await gpuModule();
+  if (await gpu.hasAdapter()) return { decoder: await gpu.createGpuDecoder(init), backend: "webgpu" };
+  if (choice === "webgpu") throw new RunError("--backend webgpu: no WebGPU adapter found on this machine; use --backend cpu, or install a Vulkan driver (scripts/ has a lavapipe installer)");
+  notice("fogc: no WebGPU adapter found; sampling on the CPU reference backend (slow)");
+  return { decoder: new CpuDecoder(init), backend: "cpu" };
+}
+
+/** Next-token logits for a growing sequence of ids: with a KV cache, or the whole window every time. */
+interface LogitsSource {
+  /** Logits after `ids` (all ids so far; the source sees each once, in order). */
+  next(ids: readonly number[]): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/**
+ * With the KV cache: the prompt (its last `context` ids) in one call, then one id per call. When
+ * the cache is full, it drops it and re-prefills the last ⌊context/2⌋ ids (positions restart at 0,
+ * as the window of the no-cache path does; a cheaper slide than re-running a full window per token).
+ */
+function cachedSource(decoder: Decoder, context: number): LogitsSource {
+  const keep = Math.max(1, Math.floor(context / 2));
+  let position = 0;
+  return {
+    async next(ids) {
+      let feed: readonly number[];
+      if (position === 0) feed = ids.slice(-context);
+      else if (position === context) {
+        feed = ids.slice(-keep);
+        position = 0;
+      } else feed = ids.slice(-1);
+      const logits = await decoder.step(Int32Array.from(feed), position);
+      position += feed.length;
+      return logits;
+    },
+    dispose: () => decoder.dispose(),
+  };
+}
+
+/** Without a cache: the last `context` ids as one window through the executor's forward. */
+function windowSource(exec: Executor, context: number): LogitsSource {
+  const window = new Int32Array(context);
+  return {
+    async next(ids) {
+      const ctx = ids.slice(-context);
+      window.fill(0);
+      window.set(ctx);
+      return exec.lastLogits(window, [ctx.length]);
+    },
+    dispose: () => exec.dispose(),
+  };
+}
+
 export async function generate(options: GenerateOptions): Promise<GenerateResult> {
   if (!(Number.isInteger(options.tokens) && options.tokens >= 1)) throw new RunError(`--tokens must be an integer ≥ 1, got ${options.tokens}`);
   const temperature = options.temperature ?? 1;
   if (!(temperature >= 0)) throw new RunError(`--temperature must be ≥ 0, got ${temperature}`);
   const topK = options.topK ?? 0;
   if (!(Number.isInteger(topK) && topK >= 0)) throw new RunError(`--top-k must be an integer ≥ 0, got ${topK}`);
+  const choice = options.backend ?? "auto";
+  if (!["auto", "cpu", "webgpu"].includes(choice)) throw new RunError(`--backend must be auto, webgpu or cpu, got '${choice}'`);
+  const useCache = options.cache ?? true;
+  const notice = options.notice ?? ((line: string) => console.error(line));
 
   const meta = readCheckpointMeta(options.checkpoint);
   const file = options.file ?? meta.file;
@@ -84,32 +198,48 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   for (const c of model.components) {
     if (c.kind === "attention" && !c.causal) throw new RunError(`generate needs causal attention; model '${model.name}' has attention '${c.name}' with causal = false`);
   }
-  const exec = new CpuExecutor({ forward, train: program.train, model });
-  try {
-    const ckpt = readCheckpoint(options.checkpoint, {
-      name: model.name,
-      file,
-      shapesHash: paramShapesHash(forward),
-      shapes: paramShapes(forward),
-      fp8Slots: exec.trainGraph.scaleSlots.length,
-    });
+  const ckpt = readCheckpoint(options.checkpoint, {
+    name: model.name,
+    file,
+    shapesHash: paramShapesHash(forward),
+    shapes: paramShapes(forward),
+    fp8Slots: program.train.scaleSlots.length,
+  });
+  if (meta.tokenizer !== "bytes" && meta.tokenizer !== "gpt2") throw new RunError(`${options.checkpoint}: unknown tokenizer '${meta.tokenizer}' in its metadata`);
+  const tokenizer = await loadTokenizer(meta.tokenizer satisfies TokenizerName);
+  // The cache (and the no-cache window) spans the sequence length the model was trained at.
+  const context = forward.seqLen;
+  const graphs = new Map<number, Graph>();
+  const graphFor = (rows: number): Graph => {
+    let g = graphs.get(rows);
+    if (!g) graphs.set(rows, (g = compileDecode(model, { batch: 1, rows, context })));
+    return g;
+  };
+  const decodeGraph = graphFor(1);
+
+  let source: LogitsSource;
+  let backend: "cpu" | "webgpu";
+  if (useCache) {
+    const scales = decodeScales(decodeGraph.scaleSlots, program.train.scaleSlots, ckpt.state.scales);
+    const made = await createDecoder(choice, { graphFor, params: ckpt.state.params, scales }, notice);
+    source = cachedSource(made.decoder, context);
+    backend = made.backend;
+  } else {
+    const exec = await createExecutor(choice, { forward, train: program.train, model }, notice);
     await exec.loadState(ckpt.state);
-    if (meta.tokenizer !== "bytes" && meta.tokenizer !== "gpt2") throw new RunError(`${options.checkpoint}: unknown tokenizer '${meta.tokenizer}' in its metadata`);
-    const tokenizer = await loadTokenizer(meta.tokenizer satisfies TokenizerName);
-    const seqLen = forward.seqLen;
+    source = windowSource(exec, context);
+    backend = exec.backend;
+  }
+  const info: GenerateInfo = { backend, cache: useCache, context, precision: precisionLine(decodeGraph) };
+  try {
     // An empty prompt starts from a newline, so the first token has a context.
-    const promptIds = Array.from(tokenizer.encode(options.prompt.length ? options.prompt : "\n"));
-    const ids = [...promptIds];
+    const ids = Array.from(tokenizer.encode(options.prompt.length ? options.prompt : "\n"));
     const sampled: number[] = [];
     const prng = Prng.fromSeed(options.seed ?? 0, hashString("generate"));
-    const window = new Int32Array(seqLen);
     let emitted = "";
-    options.onStart?.();
+    options.onStart?.(info);
     for (let i = 0; i < options.tokens; i++) {
-      const ctx = ids.slice(-seqLen);
-      window.fill(0);
-      window.set(ctx);
-      const logits = await exec.lastLogits(window, [ctx.length]);
+      const logits = await source.next(ids);
       const next = sampleToken(logits, { temperature, topK, vocab: tokenizer.vocab }, prng);
       ids.push(next);
       sampled.push(next);
@@ -124,8 +254,8 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
     }
     const completion = tokenizer.decode(sampled);
     if (options.onText && completion !== emitted && completion.startsWith(emitted)) options.onText(completion.slice(emitted.length));
-    return { model: model.name, text: options.prompt + completion, completion, tokens: sampled };
+    return { model: model.name, info, text: options.prompt + completion, completion, tokens: sampled };
   } finally {
-    exec.dispose();
+    source.dispose();
   }
 }

@@ -503,6 +503,8 @@ export const LOWERING = {
       cx.kernel("kurtosis", kurtosis({ name: kname(n), tokens, width, mode: n.attrs.mode, seqLen: n.attrs.seqLen, vectorsPerWorkgroup: vpw }), { x, y: target }),
     );
   },
+  kv_cache: (_, cx) => cx.fail("decode graphs are not lowered to WebGPU yet"),
+  kv_write: (_, cx) => cx.fail("decode graphs are not lowered to WebGPU yet"),
   sum_to: (n, cx) => lowerSumTo(n, cx, [n.inputs[0]], { in: 0 }),
   gelu_grad: binaryEw("gelu_grad"),
   silu_grad: binaryEw("silu_grad"),

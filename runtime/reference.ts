@@ -5,6 +5,7 @@ import type { Graph, NodeOf, OpAttrs, OpKind } from "../compiler/ir.js";
 import { numel } from "../compiler/ir.js";
 import { decodeOne, encodeOne, FP8_FORMATS, roundToBF16 } from "./fp8.js";
 import * as ops from "./reference-ops.js";
+import { cachedAttention, kvWrite, positionOf, ropeAt } from "./reference-decode.js";
 import { ScaleState, scaleAt } from "./scale-state.js";
 
 export interface ReferenceFeeds {
@@ -12,6 +13,10 @@ export interface ReferenceFeeds {
   params: Map<number, Float64Array | Float32Array>;
   tokens?: Int32Array;
   targets?: Int32Array;
+  /** Decode graphs: [1], the position of the first new token. */
+  position?: Int32Array;
+  /** Decode graphs: each `kv_cache` node's current value, by node id. */
+  caches?: Map<number, Float64Array | Float32Array>;
 }
 
 export interface ReferenceOptions {
@@ -97,18 +102,21 @@ const quantize: Kernel<"quantize"> = ([x], n, ctx) => {
   });
 };
 
+/** The fake FP8 cast of a value through a slot whose tensor has amax `m` (recorded; current scaling uses it). */
+function quantThrough(ctx: Context, slotId: number, m: number): (x: number) => number {
+  const slot = ctx.graph.scaleSlots[slotId];
+  const spec = FP8_FORMATS[slot.format];
+  const s = scaleAt(ctx.scales.cast(slot.id, Float64Array.of(m), [1]), 0);
+  return (x) => decodeOne(encodeOne(x * s, spec, slot.saturate), spec) / s;
+}
+
 /**
  * FP8DPA: P and dS are fake-quantised through their slots. Their amax is measured over the whole
  * attention first (a current-scaling slot needs it before the cast; a delayed one records it).
  */
 function attentionQuant(q: Tensor, k: Tensor, v: Tensor, dO: Tensor | undefined, a: OpAttrs["attention"], ctx: Context): ops.AttnQuant | undefined {
   if (!a.fp8) return undefined;
-  const through = (slotId: number, m: number): ((x: number) => number) => {
-    const slot = ctx.graph.scaleSlots[slotId];
-    const spec = FP8_FORMATS[slot.format];
-    const s = scaleAt(ctx.scales.cast(slot.id, Float64Array.of(m), [1]), 0);
-    return (x) => decodeOne(encodeOne(x * s, spec, slot.saturate), spec) / s;
-  };
+  const through = (slotId: number, m: number) => quantThrough(ctx, slotId, m);
   // amax(dS) is of the dS that is cast, whose D = rowsum(dO⊙O) uses the forward's quantised P.
   const p = through(a.fp8.p, ops.attentionAmax(q.data, k.data, v.data, undefined, a).p);
   return { p, ds: dO ? through(a.fp8.ds, ops.attentionAmax(q.data, k.data, v.data, dO.data, a, p).ds) : (x) => x };
@@ -157,8 +165,17 @@ export const REFERENCE_KERNELS = {
   tanh: unary(Math.tanh),
   rmsnorm: ([x, gain], n) => ops.rmsnorm(x.data, gain?.data, n.attrs.eps, n.attrs.group),
   layernorm: ([x, gain, bias], n) => ops.layernorm(x.data, gain?.data, bias?.data, n.attrs.eps, n.attrs.group),
-  rope: ([x], n) => ops.rope(x.data, last(x.shape), n.attrs),
-  attention: ([q, k, v], n, ctx) => ops.attention(q.data, k.data, v.data, n.attrs, attentionQuant(q, k, v, undefined, n.attrs, ctx)),
+  rope: ([x, position], n) =>
+    position
+      ? ropeAt(x.data, last(x.shape), n.attrs, positionOf(`rope "${n.name}"`, position.data, n.attrs.seqLen, Infinity))
+      : ops.rope(x.data, last(x.shape), n.attrs),
+  attention: ([q, k, v, position], n, ctx) => {
+    const a = n.attrs;
+    if (!a.cached) return ops.attention(q.data, k.data, v.data, a, attentionQuant(q, k, v, undefined, a, ctx));
+    const pos = positionOf(`attention "${n.name}"`, position.data, a.seqLen, a.cached.context);
+    const fp8 = a.fp8;
+    return cachedAttention(q.data, k.data, v.data, a, pos, fp8 && ((amax) => quantThrough(ctx, fp8.p, amax)));
+  },
   xielu: ([x, rp, rn], n) => ops.xielu(x.data, rp.data[0], rn.data[0], n.attrs.beta, n.attrs.eps),
   glu: ([x], n) => ops.glu(x.data, last(x.shape), n.attrs.act),
   row_absmax: ([x], n) => {
@@ -173,6 +190,9 @@ export const REFERENCE_KERNELS = {
   quantize,
   cast: ([x], n) => x.data.map(n.attrs.to === "bf16" ? roundToBF16 : Math.fround),
   kurtosis: (xs, n) => Float64Array.of(ops.kurtosisOfRows(xs.map((x) => x.data), xs.map((x) => last(x.shape)), n.attrs.mode, n.attrs.seqLen)),
+  kv_cache: (_, n, ctx) => fromFeed(`kv_cache %${n.id} "${n.name}"`, ctx.feeds.caches?.get(n.id), n.shape),
+  kv_write: ([cache, x, position], n) =>
+    kvWrite(cache.data, cache.shape, x.data, n.attrs.rows, positionOf(`kv_write "${n.name}"`, position.data, n.attrs.rows, cache.shape[2])),
   sum_to: ([x], n) => {
     const out = new Float64Array(numel(n.attrs.shape));
     const map = broadcastIndex(x.shape, n.attrs.shape);

@@ -81,6 +81,8 @@ export interface RopeConfig {
   scaling?: RopeScaling;
   /** Rotate by −θ: the backward (RoPE is orthogonal, so its VJP is the inverse rotation). */
   inverse: boolean;
+  /** Decode graphs: positions start at the `position` binding's value (one i32) instead of 0. */
+  offset?: boolean;
   out?: OutCast;
   wg?: number;
 }
@@ -108,6 +110,7 @@ export function rope(cfg: RopeConfig): KernelSource {
   const half = cfg.headDim / 2;
   const b = new WgslBuilder(cfg.name, `rope ${cfg.rows}×${cfg.heads}×${cfg.headDim}${cfg.inverse ? " inverse" : ""}`);
   b.bind("x", "f32");
+  if (cfg.offset) b.bind("position", "i32");
   const out = new CastWriter(b, "y", cfg.out ?? F32_OUT, wg);
   const V = out.width;
   check(half % V === 0, `${cfg.name}: half head_dim ${half} is not a multiple of ${V}`);
@@ -126,7 +129,7 @@ export function rope(cfg: RopeConfig): KernelSource {
   const sign = cfg.inverse ? "-" : "";
   const body = [
     `let t = ${FLAT_WG} * ${wg}u + lidx; let ok = t < ${groups}u; let tt = min(t, ${groups - 1}u);`,
-    `let rh = tt / ${half / V}u; let i0 = (tt % ${half / V}u) * ${V}u; let pos = (rh / ${cfg.heads}u) % ${cfg.seqLen}u;`,
+    `let rh = tt / ${half / V}u; let i0 = (tt % ${half / V}u) * ${V}u; let pos = ${cfg.offset ? "u32(position[0]) + " : ""}(rh / ${cfg.heads}u) % ${cfg.seqLen}u;`,
     `let o = rh * ${cfg.headDim}u;`,
     ...out.prologue(),
     `var y1: array<f32, ${V}>; var y2: array<f32, ${V}>;`,

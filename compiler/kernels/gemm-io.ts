@@ -63,11 +63,30 @@ function fp8WordDecoder(b: WgslBuilder, spec: Fp8Spec, prec: Prec): string {
     prec === "f32"
       ? `bitcast<vec4<f32>>(${bits})`
       : `vec4<f16>(bitcast<vec2<f16>>(${bits}.x | (${bits}.y << 16u)), bitcast<vec2<f16>>(${bits}.z | (${bits}.w << 16u)))`;
-  const lines = [`fn ${name}(word: u32) -> vec4<${prec}> {`, "  let c = fp8_unpack4(word);"];
+  const lines = [`fn ${name}(word: u32) -> vec4<${prec}> {`];
   if (prec === "f16" && spec.expBits === 5 && spec.bias === 15 && spec.hasInf) {
-    // E5M2 is the top byte of an IEEE binary16, inf and NaN included.
-    lines.push(`  let bits = c << ${u4(8)};`, `  return ${fromBits("bits")};`, "}");
+    // E5M2 is the top byte of an IEEE binary16, inf and NaN included: two codes per f16 pair.
+    lines.push(
+      "  let lo = ((word & 0xffu) << 8u) | ((word & 0xff00u) << 16u);",
+      "  let hi = ((word >> 8u) & 0xff00u) | (word & 0xff000000u);",
+      "  return vec4<f16>(bitcast<vec2<f16>>(lo), bitcast<vec2<f16>>(hi));",
+      "}",
+    );
+  } else if (prec === "f16" && spec.expBits === 4 && spec.manBits === 3 && !spec.hasInf) {
+    // E4M3 (bias 7, no inf, NaN = S.1111.111) on the staging hot path, two codes per f16 pair with
+    // integer ops: sign to bit 15, exponent+mantissa to bits 7..13 makes an f16 of value·2^-8 for
+    // every finite code (subnormals become f16 subnormals with the same scaling), so one exact
+    // multiply by 256 rebiases all of them. A magnitude of 0x7f gets an all-ones exponent (NaN).
+    const nanBits = (f: string) => `((${f} & 0x80u) * 0xfcu) | ((${f} & 0x8000u) * 0xfc00u)`;
+    lines.push(
+      "  let nan = ((word & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u;",
+      `  let lo = ((word & 0x7fu) << 7u) | ((word & 0x80u) << 8u) | ((word & 0x7f00u) << 15u) | ((word & 0x8000u) << 16u) | ${nanBits("nan")};`,
+      `  let hi = ((word & 0x7f0000u) >> 9u) | ((word & 0x800000u) >> 8u) | ((word & 0x7f000000u) >> 1u) | (word & 0x80000000u) | ${nanBits("(nan >> 16u)")};`,
+      "  return vec4<f16>(bitcast<vec2<f16>>(lo), bitcast<vec2<f16>>(hi)) * 256.0h;",
+      "}",
+    );
   } else {
+    lines.push("  let c = fp8_unpack4(word);");
     const specialBits = (inf: number, nan: number) =>
       spec.hasInf ? `select(${u4(nan)}, ${u4(inf)}, mag == ${u4(spec.infCode)})` : u4(nan);
     const [inf, nan] = prec === "f32" ? [0x7f800000, 0x7fc00000] : [0x7c00, 0x7e00];
@@ -146,6 +165,31 @@ export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
 }
 
 /**
+ * An operand's four-element groups as fetched from storage (`fetch_<x>(r, c0)`, zero outside the
+ * matrix) and turned into vec4<prec> later (`decode(raw)`), so that a kernel can issue the next K
+ * step's loads early and decode after other work. Word-aligned FP8 rows fetch the raw u32 (decoded
+ * then); every other operand fetches through load_<x>, already decoded.
+ */
+export interface RawFetch {
+  type: string;
+  decode: (raw: string) => string;
+}
+
+export function rawFetchHelper(b: WgslBuilder, op: Operand, prec: Prec): RawFetch {
+  const { name, type, rows, cols } = op;
+  if (isFp8(type) && cols % 4 === 0) {
+    const decoder = fp8WordDecoder(b, FP8_FORMATS[type], prec);
+    b.helper(
+      `fetch_${name}`,
+      [`fn fetch_${name}(r: u32, c0: u32) -> u32 {`, `  if (r >= ${rows}u || c0 >= ${cols}u) { return 0u; }`, `  return ${name}[(r * ${cols}u + c0) / 4u];`, "}"].join("\n"),
+    );
+    return { type: "u32", decode: (raw) => `${decoder}(${raw})` };
+  }
+  b.helper(`fetch_${name}`, `fn fetch_${name}(r: u32, c0: u32) -> vec4<${prec}> {\n  return load_${name}(r, c0);\n}`);
+  return { type: `vec4<${prec}>`, decode: (raw) => raw };
+}
+
+/**
  * Where a K step's tile of an operand lives in workgroup memory: rows of k ([bk][span + pad],
  * "k-major") or the tile as stored ([tr][tc + pad], "storage"), which makes every staging write
  * contiguous. Padding rows by 8 f16 (16 bytes) spreads fragment loads' rows over the banks.
@@ -162,10 +206,10 @@ export function sharedLayout(op: Pick<Operand, "kRows" | "span">, t: GemmTile): 
   return { kFirst: op.kRows, stride: (op.kRows ? op.span : t.bk) + t.pad, rows: op.kRows ? t.bk : op.span };
 }
 
-/** The workgroup-memory element (k, mn) of `op`'s copy, as a WGSL expression. */
-export function sharedAt(op: Operand, lay: SharedLayout, k: string, mn: string): string {
+/** The workgroup-memory element (k, mn) of `op`'s copy, as a WGSL expression; `base` selects a buffer of several. */
+export function sharedAt(op: Operand, lay: SharedLayout, k: string, mn: string, base?: string): string {
   const p = (e: string) => (/^\w+$/.test(e) ? e : `(${e})`);
-  return `sh_${op.name}[${lay.kFirst ? `${p(k)} * ${lay.stride}u + ${mn}` : `${p(mn)} * ${lay.stride}u + ${k}`}]`;
+  return `sh_${op.name}[${base ? `${base} + ` : ""}${lay.kFirst ? `${p(k)} * ${lay.stride}u + ${mn}` : `${p(mn)} * ${lay.stride}u + ${k}`}]`;
 }
 
 /**
@@ -185,10 +229,10 @@ export function stageTile(op: Operand, t: GemmTile, threads: number, store: (ti:
   return [`for (var it = 0u; it < ${iters}u; it++) {`, `  let g = lidx + it * ${threads}u;`, ...guarded.map((l) => `  ${l}`), "}"];
 }
 
-/** stageTile's store for a scalar copy laid out by `lay`. */
-export function scalarStore(op: Operand, lay: SharedLayout): (ti: string, tj: string, v: string) => string[] {
+/** stageTile's store for a scalar copy laid out by `lay` (into the buffer at `base`, if given). */
+export function scalarStore(op: Operand, lay: SharedLayout, base?: string): (ti: string, tj: string, v: string) => string[] {
   return (ti, tj, v) =>
-    [0, 1, 2, 3].map((q) => `${op.kRows ? sharedAt(op, lay, ti, `${tj} + ${q}u`) : sharedAt(op, lay, `${tj} + ${q}u`, ti)} = ${v}[${q}];`);
+    [0, 1, 2, 3].map((q) => `${op.kRows ? sharedAt(op, lay, ti, `${tj} + ${q}u`, base) : sharedAt(op, lay, `${tj} + ${q}u`, ti, base)} = ${v}[${q}];`);
 }
 
 /**

@@ -49,6 +49,8 @@ export interface GemmTile {
   sharedLayout: "k-major" | "storage";
   /** f16 elements added to each row of those copies (bank spreading); default 0 k-major, 8 storage. */
   pad: number;
+  /** Subgroup-matrix copies per operand: 1, or 2 (double-buffered, next K step's loads in flight during the MMAs). */
+  stages: 1 | 2;
 }
 
 export interface GemmConfig {
@@ -134,7 +136,7 @@ export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | 
   const maxShared = caps.maxComputeWorkgroupStorageSize ?? MIN_WORKGROUP_STORAGE;
   const mma = (caps.subgroupMatrix && mmaShapesFor({ subgroupMatrix: caps.subgroupMatrix })[0]) || { M: 16, N: 16, K: 16 };
   const subgroupSize = caps.subgroupMinSize && caps.subgroupMinSize === caps.subgroupMaxSize ? caps.subgroupMinSize : 32;
-  const base = { bk: 16, tm: 4, tn: 4, fmaLoads: "shared" as const, mma, sgRows: 2, sgCols: 2, subgroupSize, sharedLayout: "k-major" as const, pad: 0 };
+  const base = { bk: 16, tm: 4, tn: 4, fmaLoads: "shared" as const, mma, sgRows: 2, sgCols: 2, subgroupSize, sharedLayout: "k-major" as const, pad: 0, stages: 1 as const };
   // Measured on the H100 at 4096³ and 8192×6144×1024 (docs/perf.md): 4×2 subgroups, bk 16 and k-major
   // copies padded by 8 f16 won (~68 TFLOP/s, against ~39 unpadded and ~39 for 2×2); 17 KiB of
   // workgroup memory, so 2×2 subgroups (12.5 KiB) where the device keeps WebGPU's 16 KiB default.
@@ -171,12 +173,13 @@ export function resolveTile(cfg: GemmConfig, caps?: GemmTileCaps): GemmTile {
     need(t.tn % 4 === 0, "tn must be a multiple of 4");
     need(t.fmaLoads === "shared" || t.tm % 4 === 0, "the direct FMA variant needs tm a multiple of 4");
     need(fmaThreads(t) <= 1024, `(bm/tm)·(bn/tn) = ${fmaThreads(t)} invocations exceeds 1024`);
-    need(t.sharedLayout === "k-major" && t.pad === 0, "sharedLayout and pad apply to the subgroup-matrix path (FMA stages rows of k)");
+    need(t.sharedLayout === "k-major" && t.pad === 0 && t.stages === 1, "sharedLayout, pad and stages apply to the subgroup-matrix path (FMA stages rows of k)");
   } else {
     need(t.bk % t.mma.K === 0, "bk must be a multiple of mma.K");
     need(t.bm % (t.sgRows * t.mma.M) === 0 && t.bn % (t.sgCols * t.mma.N) === 0, "bm/bn must split into sgRows/sgCols × mma tiles");
     need((t.mma.M * t.mma.N) % 4 === 0, "mma.M·mma.N must be a multiple of 4");
     need(Number.isInteger(t.pad) && t.pad >= 0, "pad must be a non-negative integer");
+    need(t.stages === 1 || t.stages === 2, "stages must be 1 or 2");
   }
   return t;
 }

@@ -87,6 +87,85 @@ function makeTensor(type: GemmOperandType, n: number, amp: number, next: () => n
   }
 }
 
+// ---------- subgroup matrices emulated (adapters without them) ----------
+
+/**
+ * Rewrites a subgroup-matrix kernel so that an adapter without subgroup matrices (lavapipe) runs it:
+ * every invocation holds whole matrices (row-major f32 arrays), and load / multiply-accumulate /
+ * store do what the extension defines, redundantly in each invocation of the subgroup (the stores
+ * write identical values). Everything else — staging, decode, double buffering, fragment offsets,
+ * epilogue — is the generated code as it is, so this checks the kernel's data movement exactly
+ * (FP8 products are exact in f32, as in the tensor cores' f16×f16→f32).
+ */
+function emulateSubgroupMatrices(wgsl: string): string {
+  // left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N: rows = 2nd size, cols = 1st.
+  const dims = (cols: number, rows: number) => ({ rows, cols });
+  const helpers = new Map<string, string>();
+  let out = wgsl
+    .replace(/^enable chromium_experimental_subgroup_matrix;\n/m, "")
+    .replace(/^\s*@diagnostic\(off, chromium\.subgroup_matrix_uniformity\)\n/m, "");
+  let mma: { M: number; N: number; K: number } | null = null;
+  /** The argument list of the call whose "(" is at `open`, split at top-level commas, and the index past ")". */
+  const args = (text: string, open: number): [string[], number] => {
+    const parts: string[] = [];
+    let depth = 0;
+    let start = open + 1;
+    for (let i = open; i < text.length; i++) {
+      const ch = text[i];
+      if (ch === "(") depth++;
+      else if (ch === ")" && --depth === 0) return [[...parts, text.slice(start, i).trim()], i + 1];
+      else if (ch === "," && depth === 1) parts.push(text.slice(start, i).trim()), (start = i + 1);
+    }
+    throw new Error("emulation: unbalanced call");
+  };
+  const callRe = /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right|result)<(\w+), (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
+  let result = "";
+  let last = 0;
+  for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
+    const [whole, op, kind, , c1, c2, major] = m;
+    const [a, end] = args(out, m.index + whole.length - 1);
+    const arr = a[0].replace(/^&/, "");
+    result += out.slice(last, m.index);
+    if (op === "Load") {
+      const { rows, cols } = dims(Number(c1), Number(c2));
+      if (kind === "left") mma = { M: rows, N: mma?.N ?? 0, K: cols };
+      if (kind === "right") mma = { M: mma?.M ?? 0, N: cols, K: rows };
+      const name = `sgm_load_${arr}_${rows}x${cols}_${major}`;
+      const at = major === "row_major" ? "offset + r * stride + c" : "offset + c * stride + r";
+      helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> array<f32, ${rows * cols}> {\n  var m: array<f32, ${rows * cols}>;\n  for (var r = 0u; r < ${rows}u; r++) { for (var c = 0u; c < ${cols}u; c++) { m[r * ${cols}u + c] = f32(${arr}[${at}]); } }\n  return m;\n}`);
+      result += `${name}(${a[1]}, ${a[2]})`;
+    } else {
+      const name = `sgm_store_${arr}_${major}`;
+      result += `${name}(${a[1]}, ${a[2]}, ${a[3]})`;
+      helpers.set(name, major); // filled in once the result shape is known
+    }
+    last = end;
+  }
+  out = result + out.slice(last);
+  if (!mma) return out;
+  const { M, N, K } = mma;
+  for (const [name, major] of helpers) {
+    if (!name.startsWith("sgm_store_")) continue;
+    const arr = name.slice("sgm_store_".length, -major.length - 1);
+    const at = major === "row_major" ? "offset + r * stride + c" : "offset + c * stride + r";
+    helpers.set(name, `fn ${name}(offset: u32, m: array<f32, ${M * N}>, stride: u32) {\n  for (var r = 0u; r < ${M}u; r++) { for (var c = 0u; c < ${N}u; c++) { ${arr}[${at}] = m[r * ${N}u + c]; } }\n}`);
+  }
+  helpers.set(
+    "sgm_mma",
+    `fn sgm_mma(l: array<f32, ${M * K}>, r: array<f32, ${K * N}>, acc: array<f32, ${M * N}>) -> array<f32, ${M * N}> {\n  var o = acc;\n  for (var i = 0u; i < ${M}u; i++) { for (var j = 0u; j < ${N}u; j++) { var s = 0.0; for (var k = 0u; k < ${K}u; k++) { s += l[i * ${K}u + k] * r[k * ${N}u + j]; } o[i * ${N}u + j] += s; } }\n  return o;\n}`,
+  );
+  out = out
+    .replace(/subgroup_matrix_(left|right|result)<\w+, (\d+), (\d+)>/g, (_, _k, c1, c2) => `array<f32, ${Number(c1) * Number(c2)}>`)
+    .replace(/subgroupMatrixMultiplyAccumulate\(/g, "sgm_mma(");
+  return `${out}\n${[...helpers.values()].join("\n\n")}\n`;
+}
+
+/** How a subgroup-matrix case runs where the adapter lacks the extension: emulated, with its subgroup size. */
+interface Emulation {
+  wgsl: (wgsl: string) => string;
+  tile: { subgroupSize: number };
+}
+
 // ---------- running one case ----------
 
 interface Case {
@@ -106,7 +185,7 @@ interface Result {
   amax?: number;
 }
 
-async function runCase({ cfg, scaleA = 1, scaleB = 1 }: Case, seed = 1): Promise<Result> {
+async function runCase({ cfg, scaleA = 1, scaleB = 1 }: Case, seed = 1, transform: (wgsl: string) => string = (w) => w): Promise<Result> {
   const { M, N, K } = cfg;
   const next = rng(seed);
   const A = makeTensor(cfg.a, M * K, cfg.a === "e5m2" ? 2 : 3, next);
@@ -149,7 +228,7 @@ async function runCase({ cfg, scaleA = 1, scaleB = 1 }: Case, seed = 1): Promise
 
   return withGpu(async (gpu) => {
     const kernel = generateGemm(cfg);
-    const pipeline = await createComputePipeline(gpu, kernel.wgsl, kernel.entryPoint, cfg.name);
+    const pipeline = await createComputePipeline(gpu, transform(kernel.wgsl), kernel.entryPoint, cfg.name);
     const outWords = cfg.out === "f32" ? M * N : cfg.out === "bf16" ? Math.ceil((M * N) / 2) : Math.ceil((M * N) / 4);
     const initial =
       cfg.accumulate && cfg.out === "f32" ? old : cfg.accumulate ? packBF16(oldBf16) : new Uint32Array(outWords);
@@ -300,15 +379,15 @@ const FMA_VARIANTS: Case[] = [
  * elsewhere, B [4, 4] is the identity, so C[i, 0] = decode(i) (inf and NaN included) and the codes
  * pass through the word-at-a-time decoder (rows of 4 codes are whole words).
  */
-async function everyCode(format: "e4m3" | "e5m2", path: GemmConfig["path"]): Promise<void> {
+async function everyCode(format: "e4m3" | "e5m2", path: GemmConfig["path"], emulate?: Emulation): Promise<void> {
   const codes = new Uint8Array(256 * 4);
   for (let i = 0; i < 256; i++) codes[i * 4] = i;
   const one = encodeFP8(Float32Array.of(1), "e4m3")[0];
   const identity = Uint8Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? one : 0));
-  const cfg: GemmConfig = { name: `every_${format}_${path}`, M: 256, N: 4, K: 4, transA: false, transB: false, a: format, b: "e4m3", out: "f32", path };
+  const cfg: GemmConfig = { name: `every_${format}_${path}`, M: 256, N: 4, K: 4, transA: false, transB: false, a: format, b: "e4m3", out: "f32", path, tile: emulate?.tile };
   const got = await withGpu(async (gpu) => {
     const k = generateGemm(cfg);
-    const p = await createComputePipeline(gpu, k.wgsl, k.entryPoint, cfg.name);
+    const p = await createComputePipeline(gpu, emulate ? emulate.wgsl(k.wgsl) : k.wgsl, k.entryPoint, cfg.name);
     const bufs = [uploadBuffer(gpu, packFP8(codes), "a"), uploadBuffer(gpu, packFP8(identity), "b"), uploadBuffer(gpu, new Float32Array(256 * 4), "c")];
     await runKernel(gpu, p, bufs, k.workgroups);
     const out = new Float32Array(await readBuffer(gpu, bufs[2], 256 * 16));
@@ -439,35 +518,37 @@ describe("gemm generator", () => {
   });
 });
 
-// lavapipe has no subgroup matrices, so these skip in CI (with the reason); on the GPU host
-// (`source .gpu/enter.sh && npx vitest run test/kernels/gemm.test.ts`) they run every FP8×FP8 case
-// above on the subgroup-matrix path against the same oracle. bench/gemm.ts checks it at 256³ too.
-describe.skipIf(SKIP_GPU)("gemm (subgroup-matrix path, where the adapter has it)", () => {
-  async function skipReason(): Promise<string | null> {
+// Every FP8×FP8 case above on the subgroup-matrix path against the same oracle, plus SGMM_EXTRA. On an
+// adapter with subgroup matrices (the GPU host: `source .gpu/enter.sh && npx vitest run
+// test/kernels/gemm.test.ts`) they run as generated; elsewhere (lavapipe) with the matrix operations
+// emulated per invocation (emulateSubgroupMatrices) at the adapter's subgroup size, which checks
+// everything but the tensor cores themselves. bench/gemm.ts checks 256³ on the hardware too.
+describe.skipIf(SKIP_GPU)("gemm (subgroup-matrix path; emulated where the adapter lacks it)", () => {
+  /** null where the adapter runs subgroup matrices, else how to emulate them. */
+  async function emulation(): Promise<Emulation | null> {
     const gpu = await getGpu();
-    return gemmPathsFor(gpu.caps).includes("subgroup-matrix")
-      ? null
-      : `adapter '${gpu.caps.adapterName}' has no f16→f32 subgroup matrices; run this file on the GPU host`;
+    if (gemmPathsFor(gpu.caps).includes("subgroup-matrix")) return null;
+    if (!gpu.caps.f16 || !gpu.caps.subgroups) throw new Error(`adapter '${gpu.caps.adapterName}' has neither subgroup matrices nor f16 + subgroups to emulate them`);
+    return { wgsl: emulateSubgroupMatrices, tile: { subgroupSize: gpu.caps.subgroupMinSize } };
   }
   const fp8 = (t: GemmOperandType) => t === "e4m3" || t === "e5m2";
   // Default subgroup-matrix tiles; a case that asks for the storage-layout copy keeps it.
   const onSgmm = CASES.filter((c) => fp8(c.cfg.a) && fp8(c.cfg.b)).map((c): Case => ({ ...c, cfg: { ...c.cfg, name: `${c.cfg.name}_sgmm`, path: "subgroup-matrix" } }));
-  it("decodes every E4M3 and E5M2 code exactly into f16", async (ctx) => {
-    const reason = await skipReason();
-    if (reason) return ctx.skip(reason);
-    await everyCode("e4m3", "subgroup-matrix");
-    await everyCode("e5m2", "subgroup-matrix");
+  it("decodes every E4M3 and E5M2 code exactly into f16", async () => {
+    const emu = await emulation();
+    await everyCode("e4m3", "subgroup-matrix", emu ?? undefined);
+    await everyCode("e5m2", "subgroup-matrix", emu ?? undefined);
   });
   for (const c of [...onSgmm, ...SGMM_EXTRA]) {
     it(c.cfg.name, async (ctx) => {
-      const reason = await skipReason();
-      if (reason) return ctx.skip(reason);
+      const emu = await emulation();
       const mma = c.cfg.tile?.mma;
       const gpu = await getGpu();
-      if (mma && !mmaShapesFor(gpu.caps).some((s) => s.M === mma.M && s.N === mma.N && s.K === mma.K)) {
+      if (!emu && mma && !mmaShapesFor(gpu.caps).some((s) => s.M === mma.M && s.N === mma.N && s.K === mma.K)) {
         return ctx.skip(`adapter has no f16→f32 ${mma.M}×${mma.N}×${mma.K} subgroup matrix`);
       }
-      checkResult(c.cfg, await runCase(c));
+      const run = emu ? { ...c, cfg: { ...c.cfg, tile: { ...c.cfg.tile, ...emu.tile } } } : c;
+      checkResult(c.cfg, await runCase(run, 1, emu?.wgsl));
     });
   }
 });

@@ -184,18 +184,18 @@ function expectParamsClose(a: TrainState, b: TrainState, tol: number, flips: num
 }
 
 /**
- * FP8 scale state after the same steps: ring heads equal, scales and amax histories close. FP8DPA's
- * dS slots get 1e-1: the reference measures amax(dS) with D = Σ P·dP (unquantised P) while the dS it
- * quantises, and the GPU kernel's amax, use D = rowsum(dO⊙O) = Σ fq(P)·dP: a gap of the order of P's E4M3 error.
+ * FP8 scale state after the same steps: ring heads equal, scales and amax histories close. Both sides
+ * record amax(dS) of the dS they cast (D from the quantised P); FP8DPA's dS slots get 1e-2 because
+ * dS = P⊙(dP − D) cancels, so a summation-order difference in D is amplified in its largest element.
  */
 function expectScalesClose(a: TrainState, b: TrainState, tol: number, names: string[]): void {
   expect(a.scales.length).toBe(b.scales.length);
   a.scales.forEach((x, i) => {
     const y = b.scales[i];
-    if (names[i].endsWith(".dS")) tol = Math.max(tol, 1e-1);
+    const t = names[i].endsWith(".dS") ? Math.max(tol, 1e-2) : tol;
     expect(x.head, `slot ${i} head`).toBe(y.head);
-    expect(rel(x.scale, y.scale), `slot ${i} scale ${x.scale} vs ${y.scale}`).toBeLessThanOrEqual(tol);
-    for (let j = 0; j < y.history.length; j++) expect(Math.abs(x.history[j] - y.history[j]), `slot ${i} amax[${j}]`).toBeLessThanOrEqual(tol * Math.abs(y.history[j]));
+    expect(rel(x.scale, y.scale), `slot ${i} scale ${x.scale} vs ${y.scale}`).toBeLessThanOrEqual(t);
+    for (let j = 0; j < y.history.length; j++) expect(Math.abs(x.history[j] - y.history[j]), `slot ${i} amax[${j}]`).toBeLessThanOrEqual(t * Math.abs(y.history[j]));
   });
 }
 
