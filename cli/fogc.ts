@@ -172,7 +172,7 @@ async function main(): Promise<void> {
     )
     .command(
       "generate <ckpt>",
-      "Sample text from a checkpoint written by 'fogc run --checkpoint DIR' (CPU, no KV cache)",
+      "Sample text from a checkpoint written by 'fogc run --checkpoint DIR' (KV cache; WebGPU or CPU)",
       (y) =>
         y
           .positional("ckpt", { type: "string", demandOption: true, describe: "checkpoint file (.safetensors)" })
@@ -181,11 +181,14 @@ async function main(): Promise<void> {
           .option("temperature", { type: "number", default: 1, describe: "softmax temperature; 0 = greedy" })
           .option("top-k", { type: "number", default: 0, describe: "sample among the k most likely tokens (0 = all)" })
           .option("seed", { type: "number", default: 0, describe: "sampling seed" })
-          .option("file", { type: "string", describe: "the .fog file, if it moved since training" }),
+          .option("file", { type: "string", describe: "the .fog file, if it moved since training" })
+          .option("backend", { choices: ["auto", "webgpu", "cpu"] as const, default: "auto" as const, describe: "where to run: WebGPU when an adapter is found (auto), or the CPU reference" })
+          .option("cache", { type: "boolean", default: true, describe: "KV cache (--no-cache reruns the whole window per token)" }),
       async (argv) => {
         let started = false;
+        let startedAt = 0;
         try {
-          await generate({
+          const r = await generate({
             checkpoint: argv.ckpt,
             prompt: argv.prompt,
             tokens: argv.tokens,
@@ -193,13 +196,19 @@ async function main(): Promise<void> {
             topK: argv["top-k"],
             seed: argv.seed,
             ...(argv.file ? { file: argv.file } : {}),
-            onStart: () => {
+            backend: argv.backend,
+            cache: argv.cache,
+            onStart: (info) => {
               started = true;
+              startedAt = performance.now();
+              console.error(`fogc: ${info.backend}, ${info.cache ? `KV cache of ${info.context} positions` : `no cache (window of ${info.context})`}; ${info.precision}`);
               process.stdout.write(argv.prompt);
             },
             onText: (t) => process.stdout.write(t),
           });
           process.stdout.write("\n");
+          const seconds = (performance.now() - startedAt) / 1000;
+          console.error(`fogc: ${r.tokens.length} tokens in ${seconds.toFixed(2)} s (${(r.tokens.length / seconds).toFixed(1)} tokens/s)`);
         } catch (e) {
           if (started) process.stdout.write("\n");
           reportRunError(e);

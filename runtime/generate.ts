@@ -27,7 +27,8 @@ export interface GenerateOptions {
   seed?: number;
   /** The .fog file, when it moved since training (default: the path the checkpoint records). */
   file?: string;
-  /** `auto` (WebGPU when an adapter is found, else the CPU), `webgpu` or `cpu`; default auto. */
+  /** `auto` (WebGPU when an adapter is found, else the CPU), `webgpu` or `cpu`. Default here `cpu`
+   *  (a library call on a small model starts faster there); the CLI's default is `auto`, as `run`'s. */
   backend?: BackendChoice;
   /** Sample with a KV cache (default true); false reruns the whole window for every token. */
   cache?: boolean;
@@ -113,7 +114,7 @@ export function precisionLine(g: Graph): string {
   const kinds = new Set(slots.filter((s) => s.role !== "gradient").map((s) => s.scaling.kind));
   const how = [kinds.has("delayed") ? "scales from the checkpoint" : "", kinds.has("current") ? "current scaling: scales per call" : "", kinds.has("blockwise") ? "blockwise scales per call" : ""].filter(Boolean).join("; ");
   const dpa = g.nodes.some((n) => n.op === "attention" && n.attrs.fp8) ? ", attention P in FP8 (FP8DPA)" : "";
-  return `${what}${dpa}${bf16 ? ", BF16 elsewhere" : ""}, ${how}`;
+  return `${what}${dpa}${bf16 ? ", BF16 for the other GEMMs" : ""}, ${how}`;
 }
 
 async function gpuModule(): Promise<typeof import("./gpu-executor.js")> {
@@ -181,7 +182,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   if (!(temperature >= 0)) throw new RunError(`--temperature must be ≥ 0, got ${temperature}`);
   const topK = options.topK ?? 0;
   if (!(Number.isInteger(topK) && topK >= 0)) throw new RunError(`--top-k must be an integer ≥ 0, got ${topK}`);
-  const choice = options.backend ?? "auto";
+  const choice = options.backend ?? "cpu";
   if (!["auto", "cpu", "webgpu"].includes(choice)) throw new RunError(`--backend must be auto, webgpu or cpu, got '${choice}'`);
   const useCache = options.cache ?? true;
   const notice = options.notice ?? ((line: string) => console.error(line));

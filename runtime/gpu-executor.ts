@@ -4,11 +4,11 @@
 import type { KernelGraph } from "../compiler/fuse.js";
 import type { Graph } from "../compiler/ir.js";
 import { numel, paramNodes } from "../compiler/ir.js";
-import { pruneGraph } from "./cpu-executor.js";
+import { type Decoder, type DecoderInit, pruneGraph } from "./cpu-executor.js";
 import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
 import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
 import { type BuiltPlan, buildPlan, PipelineCache } from "./gpu-build.js";
-import { type GraphPlan, KEYS, type PlanKernel, type PlanOptions, planGraph, planTrainStep, probeOutputNames } from "./gpu-plan.js";
+import { type GraphPlan, KEYS, type PlanKernel, type PlanOptions, planGraph, planTrainStep, probeOutputNames, slotRings } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
@@ -364,4 +364,158 @@ export class GpuExecutor implements Executor {
 /** The Executor for `init` on the default WebGPU adapter (the contract runtime/train.ts loads). */
 export async function createGpuExecutor(init: ExecutorInit, options: GpuExecutorOptions = {}): Promise<GpuExecutor> {
   return GpuExecutor.create(init, options);
+}
+
+/**
+ * Sampling with a KV cache on WebGPU: the weights, the caches (one buffer per kv_cache, written in
+ * place by kv_write) and the decode slots' scale state live on the GPU; each call is ONE command
+ * buffer (the decode graph for its number of new rows, planned and built on first use) and reads
+ * back only each sequence's last row of logits. The scale state is never updated (delayed slots
+ * keep the checkpoint's scales).
+ */
+export class GpuDecoder implements Decoder {
+  private readonly programs = new Map<number, { graph: Graph; plan: GraphPlan; built: BuiltPlan; tokens: GPUBuffer }>();
+  private disposed = false;
+
+  private constructor(
+    readonly gpu: Gpu,
+    private readonly ownsGpu: boolean,
+    private readonly init: DecoderInit,
+    private readonly externals: Map<string, GPUBuffer>,
+    private readonly readback: GPUBuffer,
+    private readonly vocab: number,
+    private readonly made: GPUBuffer[],
+    private readonly pipelines: PipelineCache,
+  ) {}
+
+  static async create(init: DecoderInit, options: GpuExecutorOptions = {}): Promise<GpuDecoder> {
+    const gpu = options.gpu ?? (await openGpu());
+    const owns = !options.gpu;
+    const made: GPUBuffer[] = [];
+    const { device } = gpu;
+    const buf = (bytes: number, label: string, usage = STORAGE): GPUBuffer => {
+      const b = device.createBuffer({ size: Math.max(4, Math.ceil(bytes / 4) * 4), usage, label });
+      made.push(b);
+      return b;
+    };
+    try {
+      const g = init.graphFor(1);
+      const { rings, words } = slotRings(g.scaleSlots);
+      if (init.scales.length !== rings.length) throw new Error(`GpuDecoder: ${init.scales.length} scale slots given, the decode graph has ${rings.length}`);
+      const externals = new Map<string, GPUBuffer>();
+      const q = device.queue;
+      const vocab = g.nodes[g.outputs.logits].shape[1];
+      const readback = await withErrorScope(
+        device,
+        () => {
+          for (const n of g.nodes) {
+            if (n.op === "param") {
+              const data = init.params.get(n.name);
+              if (!data || data.length !== numel(n.shape)) throw new Error(`GpuDecoder: parameter "${n.name}" needs ${numel(n.shape)} values, got ${data?.length ?? "none"}`);
+              const b = buf(data.length * 4, KEYS.param(n.name));
+              q.writeBuffer(b, 0, data);
+              externals.set(KEYS.param(n.name), b);
+            } else if (n.op === "kv_cache") externals.set(KEYS.cache(n.name), buf(numel(n.shape) * 4, KEYS.cache(n.name)));
+          }
+          externals.set(KEYS.position, buf(4, "position"));
+          const nSlots = rings.length;
+          const hist = new Float32Array(Math.max(1, words));
+          init.scales.forEach((x, i) => hist.set(x.history, rings[i].offset));
+          for (const [key, data] of [
+            [KEYS.scales, Float32Array.from(init.scales, (x) => x.scale)],
+            [KEYS.heads, Uint32Array.from(init.scales, (x) => x.head)],
+            [KEYS.hist, hist],
+          ] as const) {
+            const b = buf(Math.max(nSlots, data.length) * 4, key);
+            if (data.length) q.writeBuffer(b, 0, data);
+            externals.set(key, b);
+          }
+          return buf(g.batch * vocab * 4, "logits readback", GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+        },
+        "GPU decoder: buffers",
+      );
+      await q.onSubmittedWorkDone();
+      return new GpuDecoder(gpu, owns, init, externals, readback, vocab, made, options.pipelines ?? new PipelineCache(gpu));
+    } catch (e) {
+      for (const b of made) b.destroy();
+      if (owns) gpu.destroy();
+      throw e;
+    }
+  }
+
+  /** Plans and builds the program for `rows` new tokens ahead of its first call. */
+  async prepare(rows: number): Promise<void> {
+    await this.program(rows);
+  }
+
+  /** The decode program for `rows` new tokens per sequence, planned and built once. */
+  private async program(rows: number) {
+    const have = this.programs.get(rows);
+    if (have) return have;
+    const graph = this.init.graphFor(rows);
+    const { device } = this.gpu;
+    const opts: PlanOptions = {
+      maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize,
+      maxBindingBytes: device.limits.maxStorageBufferBindingSize,
+      offsetAlign: device.limits.minStorageBufferOffsetAlignment,
+      caps: this.gpu.caps,
+    };
+    const plan = planGraph(graph, ["logits"], opts);
+    const tokens = device.createBuffer({ size: Math.max(4, graph.batch * rows * 4), usage: STORAGE, label: `decode tokens ×${rows}` });
+    this.made.push(tokens);
+    const ext = new Map(this.externals).set(KEYS.tokens, tokens);
+    const built = await buildPlan(this.gpu, plan, ext, this.pipelines, `decode ×${rows}`);
+    const p = { graph, plan, built, tokens };
+    this.programs.set(rows, p);
+    return p;
+  }
+
+  async step(tokens: Int32Array, position: number): Promise<Float32Array> {
+    if (this.disposed) throw new Error("GpuDecoder: used after dispose()");
+    const batch = this.init.graphFor(1).batch;
+    const rows = tokens.length / batch;
+    if (!Number.isInteger(rows) || rows < 1) throw new Error(`GpuDecoder.step: ${tokens.length} tokens is not a whole number of rows per sequence`);
+    const bad = tokens.findIndex((t) => !(t >= 0 && t < this.vocab));
+    if (bad >= 0) throw new Error(`GpuDecoder: token ${tokens[bad]} at ${bad} is outside the vocabulary [0, ${this.vocab})`);
+    const p = await this.program(rows);
+    const context = p.graph.nodes.find((n) => n.op === "kv_cache")?.shape[2] ?? Infinity;
+    if (!(Number.isInteger(position) && position >= 0 && position + rows <= context)) {
+      throw new Error(`GpuDecoder: position ${position} with ${rows} new rows does not fit a cache of ${context} positions`);
+    }
+    const { device } = this.gpu;
+    device.queue.writeBuffer(p.tokens, 0, tokens);
+    device.queue.writeBuffer(this.externals.get(KEYS.position)!, 0, Int32Array.of(position));
+    const enc = device.createCommandEncoder({ label: "fogc decode" });
+    p.built.encode(enc);
+    const logits = p.built.buffer(p.plan.outputs.logits);
+    const V = this.vocab;
+    for (let b = 0; b < batch; b++) enc.copyBufferToBuffer(logits, ((b + 1) * rows - 1) * V * 4, this.readback, b * V * 4, V * 4);
+    device.queue.submit([enc.finish()]);
+    await this.readback.mapAsync(GPUMapMode.READ, 0, batch * V * 4);
+    try {
+      return new Float32Array(this.readback.getMappedRange(0, batch * V * 4).slice(0));
+    } finally {
+      this.readback.unmap();
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of this.programs.values()) p.built.destroy();
+    for (const b of this.made) b.destroy();
+    if (this.ownsGpu) this.gpu.destroy();
+  }
+}
+
+/** A KV-cache decoder on the default WebGPU adapter (runtime/generate.ts). */
+export async function createGpuDecoder(init: DecoderInit, options: GpuExecutorOptions = {}): Promise<GpuDecoder> {
+  const d = await GpuDecoder.create(init, options);
+  try {
+    await d.prepare(1); // the one-token program every sampled token runs: built before sampling starts
+  } catch (e) {
+    d.dispose();
+    throw e;
+  }
+  return d;
 }

@@ -8,6 +8,7 @@ import type { Graph, Node, NodeOf, OpKind, ScaleSlot } from "../compiler/ir.js";
 import { numel } from "../compiler/ir.js";
 import type { KernelGroup, Storage } from "../compiler/fuse.js";
 import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
+import * as decode from "../compiler/kernels/decode.js";
 import * as ew from "../compiler/kernels/elementwise.js";
 import { type GemmCaps, type GemmEpilogue, type GemmTileCaps, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
 import { type Broadcast, type Ew, type KernelSource, type OutCast, kurtosis, nextPow2, reduce, sumToShape } from "../compiler/kernels/reduce.js";
@@ -42,6 +43,10 @@ export const KEYS = {
   v: (name: string) => `v:${name}`,
   tokens: "input:tokens",
   targets: "input:targets",
+  /** Decode graphs: the position of the first new token (one i32). */
+  position: "input:position",
+  /** Decode graphs: a K or V cache, by its kv_cache node's name (kept across calls, written in place). */
+  cache: (name: string) => `kv:${name}`,
   scales: "state:scales",
   heads: "state:heads",
   hist: "state:hist",
@@ -154,6 +159,15 @@ function withParts(cx: Ctx, what: string, parts: number, inner: number, out: num
 export const partsFor = (red: number): number => Math.max(1, Math.min(64, Math.ceil(red / 1024)));
 
 /** Row-wise kernels' workgroup size: a power of two up to 64, no wider than the row. */
+/**
+ * Row reductions by subgroup shuffles on GPUs (no barriers). Not on CPU adapters: there a row per
+ * invocation with no reduction at all measured faster (docs/kernels.md, row-wise kernels).
+ */
+function rowSubgroup(cx: Ctx): { subgroupSize?: number } {
+  const caps = cx.opts.caps;
+  return caps && !caps.isCpu && caps.subgroups && (caps.subgroupMinSize ?? 0) > 0 ? { subgroupSize: caps.subgroupMinSize } : {};
+}
+
 function rowWg(width: number): number {
   let w = 8;
   while (w < 64 && w < width) w *= 2;
@@ -163,7 +177,7 @@ function rowWg(width: number): number {
 function normConfig(n: NodeOf<"rmsnorm" | "layernorm" | "rmsnorm_grad" | "layernorm_grad">, cx: Ctx) {
   const { eps, group } = n.attrs;
   const kind = n.op === "rmsnorm" || n.op === "rmsnorm_grad" ? ("rms" as const) : ("layer" as const);
-  return { name: kname(n), kind, rows: numel(cx.shape(0)) / group, width: group, eps, wg: rowWg(group) };
+  return { name: kname(n), kind, rows: numel(cx.shape(0)) / group, width: group, eps, wg: rowWg(group), ...rowSubgroup(cx) };
 }
 
 /**
@@ -254,6 +268,7 @@ function attnConfig(n: NodeOf<"attention" | "attention_grad">, cx: Ctx, fp8?: At
     scale: a.scale,
     causal: a.causal,
     maxSharedBytes: cx.opts.maxSharedBytes,
+    ...rowSubgroup(cx),
     ...(fp8 ? { fp8 } : {}),
   };
 }
@@ -413,7 +428,7 @@ export function lowerGroup(grp: KernelGroup, cx: Ctx): void {
 /** One entry per op kind: how a node becomes kernels (an op that cannot be lowered fails here, at plan time). */
 export const LOWERING = {
   param: (n, cx) => cx.alias(cx.external(KEYS.param(n.name), numel(n.shape) * 4)),
-  input: (n, cx) => cx.alias(cx.external(n.attrs.input === "tokens" ? KEYS.tokens : KEYS.targets, numel(n.shape) * 4)),
+  input: (n, cx) => cx.alias(cx.external(KEYS[n.attrs.input], numel(n.shape) * 4)),
   const: () => {
     // Made by plan(): a const is an uploaded buffer, no kernel.
   },
@@ -431,14 +446,14 @@ export const LOWERING = {
   layernorm: (n, cx) => lowerNorm(n, cx),
   rope: (n, cx) => {
     const width = last(n.shape);
-    const { headDim, seqLen, base, scaling, inverse } = n.attrs;
+    const { headDim, seqLen, base, scaling, inverse, offset } = n.attrs;
     if (width % headDim !== 0) cx.fail(`width ${width} is not a multiple of head_dim ${headDim}`);
     const c = cx.cast();
-    const cfg = { name: kname(n), rows: numel(n.shape) / width, heads: width / headDim, headDim, seqLen, base, inverse, ...(scaling ? { scaling } : {}), ...outOf(c) };
+    const cfg = { name: kname(n), rows: numel(n.shape) / width, heads: width / headDim, headDim, seqLen, base, inverse, ...(offset ? { offset } : {}), ...(scaling ? { scaling } : {}), ...outOf(c) };
     const y = cx.out();
-    cx.kernel("rope", ew.rope(cfg), { x: cx.in(0), y, ...c.bind });
+    cx.kernel("rope", ew.rope(cfg), { x: cx.in(0), ...(offset ? { position: cx.in(1) } : {}), y, ...c.bind });
   },
-  attention: (n, cx) => cx.alias(attentionFwd(cx, n).o),
+  attention: (n, cx) => (n.attrs.cached ? lowerCachedAttention(n, cx) : cx.alias(attentionFwd(cx, n).o)),
   xielu: (n, cx) => {
     const c = cx.cast();
     const y = cx.out();
@@ -454,7 +469,7 @@ export const LOWERING = {
   row_absmax: (n, cx) => {
     const width = last(cx.shape(0));
     const y = cx.out();
-    const src = row.rowAbsmax({ name: kname(n), rows: numel(cx.shape(0)) / width, width, cols: n.attrs.cols, wg: rowWg(width) });
+    const src = row.rowAbsmax({ name: kname(n), rows: numel(cx.shape(0)) / width, width, cols: n.attrs.cols, wg: rowWg(width), ...rowSubgroup(cx) });
     cx.kernel("row_absmax", src, { x: cx.in(0), y });
   },
   cross_entropy: (n, cx) => {
@@ -464,7 +479,7 @@ export const LOWERING = {
     const parts = Math.ceil(M / rpw);
     const loss = cx.out();
     withParts(cx, "cross_entropy", parts, 1, loss, (target) =>
-      cx.kernel("cross_entropy", row.crossEntropy({ name: kname(n), rows: M, width: V, rowsPerWorkgroup: rpw }), { logits: cx.in(0), targets: cx.in(1), loss: target }),
+      cx.kernel("cross_entropy", row.crossEntropy({ name: kname(n), rows: M, width: V, rowsPerWorkgroup: rpw, ...rowSubgroup(cx) }), { logits: cx.in(0), targets: cx.in(1), loss: target }),
     );
   },
   quantize: lowerQuantize,
@@ -503,8 +518,14 @@ export const LOWERING = {
       cx.kernel("kurtosis", kurtosis({ name: kname(n), tokens, width, mode: n.attrs.mode, seqLen: n.attrs.seqLen, vectorsPerWorkgroup: vpw }), { x, y: target }),
     );
   },
-  kv_cache: (_, cx) => cx.fail("decode graphs are not lowered to WebGPU yet"),
-  kv_write: (_, cx) => cx.fail("decode graphs are not lowered to WebGPU yet"),
+  kv_cache: (n, cx) => cx.alias(cx.external(KEYS.cache(n.name), numel(n.shape) * 4)),
+  kv_write: (n, cx) => {
+    // In place: the cache buffer is written and becomes this node's value.
+    const [B, kvHeads, context, headDim] = cx.shape(0);
+    const cache = cx.in(0);
+    cx.kernel("kv write", decode.kvWrite({ name: kname(n), batch: B, rows: n.attrs.rows, kvHeads, headDim, context }), { x: cx.in(1), position: cx.in(2), cache });
+    cx.alias(cache);
+  },
   sum_to: (n, cx) => lowerSumTo(n, cx, [n.inputs[0]], { in: 0 }),
   gelu_grad: binaryEw("gelu_grad"),
   silu_grad: binaryEw("silu_grad"),
@@ -560,10 +581,24 @@ export const LOWERING = {
     const V = last(cx.shape(0));
     const c = cx.cast();
     const dlogits = cx.out();
-    const src = row.crossEntropyGrad({ name: kname(n), rows: numel(cx.shape(0)) / V, width: V, wg: 64, ...outOf(c) });
+    const src = row.crossEntropyGrad({ name: kname(n), rows: numel(cx.shape(0)) / V, width: V, wg: 64, ...rowSubgroup(cx), ...outOf(c) });
     cx.kernel("cross_entropy grad", src, { logits: cx.in(0), targets: cx.in(1), dloss: cx.in(2), dlogits, ...c.bind });
   },
 } satisfies { [K in OpKind]: Lower<K> };
+
+/** Attention of a decode graph's new rows over its KV caches; FP8DPA's P through its slot's stored (delayed) scale. */
+function lowerCachedAttention(n: NodeOf<"attention">, cx: Ctx): void {
+  const { heads, kvHeads, headDim, seqLen: rows, scale, causal, cached, fp8 } = n.attrs;
+  const slot = fp8 && cx.graph.scaleSlots[fp8.p];
+  if (slot && (slot.scaling.kind !== "delayed" || slot.format !== "e4m3")) {
+    cx.fail(`FP8DPA's P slot "${slot.name}" is ${slot.format} with ${slot.scaling.kind} scaling; the GPU cached attention casts P to e4m3 with a delayed (stored) scale only (use --backend cpu)`);
+  }
+  const batch = cx.shape(1)[0];
+  const cfg = { name: kname(n), batch, rows, heads, kvHeads, headDim, context: cached!.context, scale, causal, ...(slot ? { fp8P: { saturate: slot.saturate } } : {}) };
+  const o = cx.out();
+  const bind = { q: cx.in(0), k: cx.in(1), v: cx.in(2), position: cx.in(3), o, ...(slot ? { pscale: cx.aligned(slot.id, "scale") } : {}) };
+  cx.kernel("cached attention", decode.cachedAttention(cfg), bind, 4 * batch * heads * rows * cached!.context * headDim);
+}
 
 function lowerNorm(n: NodeOf<"rmsnorm" | "layernorm">, cx: Ctx): void {
   const k = n.inputs.length;

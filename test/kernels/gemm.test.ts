@@ -104,7 +104,7 @@ function emulateSubgroupMatrices(wgsl: string): string {
   let out = wgsl
     .replace(/^enable chromium_experimental_subgroup_matrix;\n/m, "")
     .replace(/^\s*@diagnostic\(off, chromium\.subgroup_matrix_uniformity\)\n/m, "");
-  let mma: { M: number; N: number; K: number } | null = null;
+  const mma = { M: 0, N: 0, K: 0 };
   /** The argument list of the call whose "(" is at `open`, split at top-level commas, and the index past ")". */
   const args = (text: string, open: number): [string[], number] => {
     const parts: string[] = [];
@@ -128,8 +128,8 @@ function emulateSubgroupMatrices(wgsl: string): string {
     result += out.slice(last, m.index);
     if (op === "Load") {
       const { rows, cols } = dims(Number(c1), Number(c2));
-      if (kind === "left") mma = { M: rows, N: mma?.N ?? 0, K: cols };
-      if (kind === "right") mma = { M: mma?.M ?? 0, N: cols, K: rows };
+      if (kind === "left") Object.assign(mma, { M: rows, K: cols });
+      if (kind === "right") Object.assign(mma, { N: cols, K: rows });
       const name = `sgm_load_${arr}_${rows}x${cols}_${major}`;
       const at = major === "row_major" ? "offset + r * stride + c" : "offset + c * stride + r";
       helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> array<f32, ${rows * cols}> {\n  var m: array<f32, ${rows * cols}>;\n  for (var r = 0u; r < ${rows}u; r++) { for (var c = 0u; c < ${cols}u; c++) { m[r * ${cols}u + c] = f32(${arr}[${at}]); } }\n  return m;\n}`);
@@ -142,8 +142,8 @@ function emulateSubgroupMatrices(wgsl: string): string {
     last = end;
   }
   out = result + out.slice(last);
-  if (!mma) return out;
   const { M, N, K } = mma;
+  if (!M) return out;
   for (const [name, major] of helpers) {
     if (!name.startsWith("sgm_store_")) continue;
     const arr = name.slice("sgm_store_".length, -major.length - 1);

@@ -2,14 +2,19 @@
 // of the same prefix, the CPU reference being the oracle: every step's logits, for a model with
 // each attention variant (GQA, RoPE with and without llama3 scaling, QK RMSNorm, tanh QK) in bf16,
 // fp8 and fp8dpa modes with trained delayed scales, on the CPU and on WebGPU (lavapipe).
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { autodiff } from "../../compiler/autodiff.js";
+import { GraphBuilder } from "../../compiler/graph-builder.js";
 import type { Graph } from "../../compiler/ir.js";
 import type { PrecisionMode } from "../../compiler/model.js";
 import { compile, compileDecode, type Program } from "../../compiler/pipeline.js";
 import { CpuDecoder, CpuExecutor, type Decoder, type DecoderInit } from "../../runtime/cpu-executor.js";
 import { type TrainState, zeroMoments } from "../../runtime/executor.js";
-import { decodeScales, precisionLine } from "../../runtime/generate.js";
+import { decodeScales, generate, precisionLine } from "../../runtime/generate.js";
+import { train } from "../../runtime/train.js";
 import { initParams } from "../../runtime/init.js";
 import { Prng } from "../../runtime/prng.js";
 import { SKIP_GPU, getGpu } from "../helpers/gpu.js";
@@ -156,9 +161,12 @@ describe("decode graph", () => {
     const trainNames = new Set(p.train.scaleSlots.map((s) => s.name));
     expect(g.scaleSlots.length).toBeGreaterThan(0);
     for (const s of g.scaleSlots) expect(trainNames.has(s.name)).toBe(true);
-    expect(precisionLine(g)).toBe("FP8 E4M3 weights and activations, attention P in FP8 (FP8DPA), scales from the checkpoint");
-    g.outputs.loss = g.outputs.logits;
-    expect(() => autodiff({ ...g, nodes: g.nodes.map((n) => (n.id === g.outputs.logits ? { ...n, shape: [1] } : n)) })).toThrow(/decode graph \(KV cache\), which is forward-only/);
+    expect(precisionLine(g)).toBe("FP8 E4M3 weights and activations, attention P in FP8 (FP8DPA), BF16 for the other GEMMs, scales from the checkpoint");
+    // A loss on the decode graph's logits: differentiating it is refused, naming the decode op.
+    const b = GraphBuilder.from(g);
+    const targets = b.add("input", [], { input: "targets" }, "targets", [1]);
+    b.outputs.loss = b.add("cross_entropy", [g.outputs.logits, targets], {}, "loss");
+    expect(() => autodiff(b.build())).toThrow(/autodiff: (attention|kv_write) ".*" belongs to a decode graph \(KV cache\), which is forward-only/);
   });
 
   it("rejects a position past the cache with a clear message", async () => {
@@ -210,5 +218,42 @@ describe("current scaling", () => {
     } finally {
       c.exec.dispose();
     }
+  });
+});
+
+describe("generate with the KV cache", () => {
+  const dir = mkdtempSync(join(tmpdir(), "fogc-kv-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const checkpoint = (async () => {
+    writeFileSync(join(dir, "kv.fog"), SRC.replace("tokenizer = bytes", 'tokenizer = bytes\n    data = "text.txt"'));
+    writeFileSync(join(dir, "text.txt"), "the cat sat on the mat. the dog sat on the log. ".repeat(40));
+    const r = await train({ file: join(dir, "kv.fog"), model: "kv", backend: "cpu", steps: 3, checkpoint: join(dir, "ck"), progress: null });
+    return r.checkpoint!;
+  })();
+
+  it("greedy: the same tokens as the no-cache window, within the context; past it, re-prefills and goes on", async () => {
+    const ck = await checkpoint;
+    const opts = { checkpoint: ck, prompt: "the ", temperature: 0, backend: "cpu" as const };
+    // 4 prompt bytes + 4 tokens = the context of 8: both paths see the same prefixes.
+    const cached = await generate({ ...opts, tokens: 4 });
+    const window = await generate({ ...opts, tokens: 4, cache: false });
+    expect(cached.info).toMatchObject({ backend: "cpu", cache: true, context: CONTEXT });
+    expect(window.info.cache).toBe(false);
+    expect(cached.tokens).toEqual(window.tokens);
+    // 20 tokens: the cache fills at 8 positions and is re-prefilled with the last 4 ids twice over.
+    const long = await generate({ ...opts, tokens: 20 });
+    expect(long.tokens.length).toBe(20);
+    expect(long.tokens.slice(0, 4)).toEqual(cached.tokens);
+    // Sampled (top-k) runs are seeded: the same seed gives the same text.
+    const a = await generate({ ...opts, temperature: 0.8, topK: 5, seed: 3, tokens: 12 });
+    const b = await generate({ ...opts, temperature: 0.8, topK: 5, seed: 3, tokens: 12 });
+    expect(a.tokens).toEqual(b.tokens);
+  });
+
+  it("bad options fail with a clear message", async () => {
+    const ck = await checkpoint;
+    await expect(generate({ checkpoint: ck, prompt: "x", tokens: 0 })).rejects.toThrow(/--tokens must be an integer ≥ 1, got 0/);
+    await expect(generate({ checkpoint: ck, prompt: "x", tokens: 2, backend: "tpu" as never })).rejects.toThrow(/--backend must be auto, webgpu or cpu, got 'tpu'/);
+    await expect(generate({ checkpoint: join(dir, "none.safetensors"), prompt: "x", tokens: 2 })).rejects.toThrow(/none\.safetensors/);
   });
 });
