@@ -35,6 +35,9 @@ export interface Timestamps {
 /** Graph outputs of the probe pass are named `kurtosis:<key>`. */
 const KURTOSIS = "kurtosis:";
 
+/** The largest staging buffer a state readback maps at once (one buffer larger than this gets its own). */
+const READBACK_CHUNK = 256 * 2 ** 20;
+
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** Scale state buffers: per slot an f32 scale and a u32 ring head; all amax rings as f32 bits. */
@@ -265,10 +268,24 @@ export class GpuExecutor implements Executor {
     return new Float32Array(await this.run(this.logits, copies));
   }
 
-  /** Copies `buffers` back in one command buffer (checkpoints only: this is not per-step traffic). */
+  /**
+   * Copies `buffers` back (checkpoints only: not per-step traffic), through staging buffers of at most
+   * READBACK_CHUNK bytes each: a 390M model's weights and moments are 4.6 GB, more than one mappable
+   * buffer may hold.
+   */
   private async readAll(buffers: GPUBuffer[]): Promise<ArrayBuffer[]> {
+    const out: ArrayBuffer[] = [];
+    for (let i = 0; i < buffers.length; ) {
+      const group = [buffers[i++]];
+      let total = group[0].size;
+      while (i < buffers.length && total + buffers[i].size <= READBACK_CHUNK) total += buffers[i++].size;
+      out.push(...(await this.readGroup(group, total)));
+    }
+    return out;
+  }
+
+  private async readGroup(buffers: GPUBuffer[], total: number): Promise<ArrayBuffer[]> {
     const { device } = this.gpu;
-    const total = buffers.reduce((a, b) => a + b.size, 0);
     const staging = device.createBuffer({ size: Math.max(4, total), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: "state readback" });
     try {
       const enc = device.createCommandEncoder();

@@ -280,7 +280,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       file,
       shapesHash: paramShapesHash(forward),
       shapes: paramShapes(forward),
-      fp8Slots: (await exec.readState()).scales.length,
+      fp8Slots: program.train.scaleSlots.length,
     };
 
     let start = 0;
