@@ -69,7 +69,7 @@ function operand(cfg: GemmConfig, which: "a" | "b", n: number, seed: number): { 
 /** A tile in one short line: the fields that matter for its path. */
 function tileText(path: GemmPath, t: GemmTile): string {
   if (path === "fma") return `${t.fmaLoads} ${t.bm}x${t.bn}x${t.bk} ${t.tm}x${t.tn}`;
-  return `${t.bm}x${t.bn}x${t.bk} sg${t.sgRows}x${t.sgCols} mma${t.mma.M}x${t.mma.N}x${t.mma.K} ${t.sharedLayout}${t.pad ? `+${t.pad}` : ""}`;
+  return `${t.bm}x${t.bn}x${t.bk} sg${t.sgRows}x${t.sgCols} mma${t.mma.M}x${t.mma.N}x${t.mma.K} ${t.sharedLayout}${t.pad ? `+${t.pad}` : ""}${t.stages === 2 ? " 2-stage" : ""}`;
 }
 
 /** --tune: times the candidate tiles of every shape and path, prints them, caches the winners. */
@@ -82,6 +82,7 @@ async function tune(gpu: Gpu, paths: GemmPath[]): Promise<void> {
       console.log(`\ntune ${path} ${s.name} (${s.M}×${s.N}×${s.K}, ${layout}, ${shape.a}×${shape.b}): TFLOP/s per tile (round 1 / round 2)`);
       const r = await tuneGemm(gpu, shape, {
         secondsPerCandidate: seconds,
+        progress: (t) => console.log(`  (round 1) ${tileText(path, t.tile).padEnd(44)} ${t.samples?.length ? tf(t.samples[0]) : `failed: ${t.error}`}`),
         log: (t) => console.log(`  ${tileText(path, t.tile).padEnd(44)} ${t.samples?.length ? t.samples.map(tf).join(" / ") : `failed: ${t.error}`}`),
       });
       console.log(`  best: ${tileText(path, r.best.tile)} ${tf(r.best.seconds)} (default ${tf(r.defaultSeconds)}); cached as ${r.key}`);
@@ -207,7 +208,7 @@ async function main(): Promise<void> {
   const gpu = await openGpu();
   const { caps } = gpu;
   console.log(`adapter: ${caps.adapterName}${caps.isCpu ? " (software)" : ""}`);
-  console.log(`f16 ${caps.f16}, subgroups ${caps.subgroups} (${caps.subgroupMinSize}..${caps.subgroupMaxSize}), timestamps ${caps.timestamps}`);
+  console.log(`f16 ${caps.f16}, subgroups ${caps.subgroups} (${caps.subgroupMinSize}..${caps.subgroupMaxSize}), timestamps ${caps.timestamps}, workgroup storage ${caps.maxComputeWorkgroupStorageSize} B`);
   console.log(`subgroup matrices: ${caps.subgroupMatrix.map((c) => `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`).join(", ") || "none"}`);
   const available = gemmPathsFor(caps);
   const paths = (arg("paths")?.split(",") as GemmPath[] | undefined) ?? available;

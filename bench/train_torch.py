@@ -42,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=4, help="timed steps (median reported)")
     p.add_argument("--work", default=os.path.join(ROOT, "runs", "bench-train", "export"), help="where the exported packages go")
     p.add_argument("--no-torch", action="store_true", help="only print the summary of the fogc records")
+    p.add_argument("--torch-records", help="summarise these saved PyTorch records (--out of an earlier run) instead of running torch")
     args = p.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in args.modes if m not in MODES]
@@ -208,8 +209,8 @@ def main(argv=None):
     models = models_of(fogc)
     if not models:
         raise SystemExit("train_torch.py: %s has no fogc records" % args.fogc)
-    torch_recs = []
-    if not args.no_torch:
+    torch_recs = read_jsonl(args.torch_records) if args.torch_records else []
+    if not args.no_torch and not args.torch_records:
         try:
             import torch
         except ImportError:

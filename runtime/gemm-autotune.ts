@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { chooseGemmTile, type GemmConfig, type GemmOperandType, type GemmTile, type GemmTileCaps, generateGemm } from "../compiler/kernels/gemm.js";
-import { sgmmSharedBytes } from "../compiler/kernels/gemm-sgmm.js";
+import { sgmmSharedBytes, sgmmThreads } from "../compiler/kernels/gemm-sgmm.js";
 import { createComputePipeline, type Gpu, readBuffer, uploadBuffer } from "./device.js";
 import { encodeBF16, encodeFP8, packFP8 } from "./fp8.js";
 
@@ -86,13 +86,19 @@ export function gemmTileCandidates(s: GemmShape, caps: GemmTileCaps): GemmTile[]
       }
     }
   } else {
-    // (On the H100 at 4096³, 64-wide tiles and bk 64 lost to these everywhere: docs/perf.md.)
-    const geometries = [[128, 128, 2, 2], [128, 128, 2, 4], [128, 128, 4, 2], [256, 128, 4, 2], [128, 256, 2, 4]];
-    const layouts = [{ sharedLayout: "k-major" as const, pad: 0 }, { sharedLayout: "k-major" as const, pad: 8 }, { sharedLayout: "storage" as const, pad: 8 }];
+    // (On the H100 at 4096³, 64-wide tiles, bk 64 and unpadded copies lost to these: docs/perf.md.)
+    // Geometries bm, bn, sgRows, sgCols: 8 subgroups of 32×64 / 64×32 results, 8 of 64×64, 16 of 32×64.
+    // Single-buffered copies only k-major (as stored measured the same, docs/perf.md).
+    const geometries = [[128, 128, 4, 2], [128, 128, 2, 4], [256, 128, 4, 2], [256, 128, 8, 2], [128, 256, 4, 4]];
+    const layouts = [
+      { sharedLayout: "k-major" as const, pad: 8, stages: 2 as const },
+      { sharedLayout: "storage" as const, pad: 8, stages: 2 as const },
+      { sharedLayout: "k-major" as const, pad: 8, stages: 1 as const },
+    ];
     for (const [bm, bn, sgRows, sgCols] of geometries) {
       for (const [bk, lay] of product([16, 32], layouts)) {
         const t = { ...def, bm, bn, sgRows, sgCols, bk, ...lay };
-        if (bk % t.mma.K || bm % (sgRows * t.mma.M) || bn % (sgCols * t.mma.N)) continue;
+        if (bk % t.mma.K || bm % (sgRows * t.mma.M) || bn % (sgCols * t.mma.N) || sgmmThreads(t) > 1024) continue;
         if (sgmmSharedBytes(s, t) <= (caps.maxComputeWorkgroupStorageSize ?? 16384)) out.push(t);
       }
     }
@@ -163,6 +169,8 @@ export interface TuneOptions {
   cachePath?: string | null;
   /** Called for each candidate once all are timed. */
   log?: (t: TileTiming) => void;
+  /** Called for each candidate after its first round (progress, in case a run is cut short). */
+  progress?: (t: TileTiming) => void;
 }
 
 export interface TuneResult {
@@ -219,6 +227,7 @@ export async function tuneGemm(gpu: Gpu, shape: GemmShape, opts: TuneOptions = {
         timing.error = (e as Error).message.split("\n")[0];
       }
       timings.push(timing);
+      opts.progress?.(timing);
     }
     for (const r of runs) r.timing.samples!.push(await r.time(r.reps));
   } finally {

@@ -90,17 +90,17 @@ function makeTensor(type: GemmOperandType, n: number, amp: number, next: () => n
 // ---------- subgroup matrices emulated (adapters without them) ----------
 
 /**
- * Rewrites a subgroup-matrix kernel so that an adapter without subgroup matrices (lavapipe) runs it:
- * every invocation holds whole matrices (row-major f32 arrays), and load / multiply-accumulate /
- * store do what the extension defines, redundantly in each invocation of the subgroup (the stores
- * write identical values). Everything else — staging, decode, double buffering, fragment offsets,
- * epilogue — is the generated code as it is, so this checks the kernel's data movement exactly
- * (FP8 products are exact in f32, as in the tensor cores' f16×f16→f32).
+ * Rewrites a subgroup-matrix kernel so that an adapter without subgroup matrices (lavapipe) runs it,
+ * with the extension's semantics done redundantly by every invocation of the subgroup: a left or
+ * right fragment becomes a descriptor of where it lies in workgroup memory (offset, stride, major),
+ * a result becomes a row-major f32 array, multiply-accumulate reads both fragments' elements where
+ * they lie, and the store writes the whole result (every invocation writes the same values).
+ * Everything else — staging, decode, double buffering, fragment offsets, epilogue — is the
+ * generated code as it is, so this checks the kernel's data movement exactly (FP8 products are
+ * exact in f32, as in the tensor cores' f16×f16→f32). The loops' bound comes from arrayLength so that
+ * lavapipe's compiler cannot unroll them (it would take minutes).
  */
 function emulateSubgroupMatrices(wgsl: string): string {
-  // left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N: rows = 2nd size, cols = 1st.
-  const dims = (cols: number, rows: number) => ({ rows, cols });
-  const helpers = new Map<string, string>();
   let out = wgsl
     .replace(/^enable chromium_experimental_subgroup_matrix;\n/m, "")
     .replace(/^\s*@diagnostic\(off, chromium\.subgroup_matrix_uniformity\)\n/m, "");
@@ -118,52 +118,62 @@ function emulateSubgroupMatrices(wgsl: string): string {
     }
     throw new Error("emulation: unbalanced call");
   };
-  const callRe = /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right|result)<(\w+), (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
+  // left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N.
+  const callRe = /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right)<\w+, (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
   let result = "";
   let last = 0;
   for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
-    const [whole, op, kind, , c1, c2, major] = m;
+    const [whole, op, kind, c1, c2, major] = m;
     const [a, end] = args(out, m.index + whole.length - 1);
     const arr = a[0].replace(/^&/, "");
     result += out.slice(last, m.index);
     if (op === "Load") {
-      const { rows, cols } = dims(Number(c1), Number(c2));
-      if (kind === "left") Object.assign(mma, { M: rows, K: cols });
-      if (kind === "right") Object.assign(mma, { N: cols, K: rows });
-      const name = `sgm_load_${arr}_${rows}x${cols}_${major}`;
-      const at = major === "row_major" ? "offset + r * stride + c" : "offset + c * stride + r";
-      helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> array<f32, ${rows * cols}> {\n  var m: array<f32, ${rows * cols}>;\n  for (var r = 0u; r < ${rows}u; r++) { for (var c = 0u; c < ${cols}u; c++) { m[r * ${cols}u + c] = f32(${arr}[${at}]); } }\n  return m;\n}`);
-      result += `${name}(${a[1]}, ${a[2]})`;
+      const want = kind === "left" ? "sh_a" : "sh_b";
+      if (arr !== want) throw new Error(`emulation: ${kind} fragment loaded from ${arr}, expected ${want}`);
+      if (kind === "left") Object.assign(mma, { M: Number(c2), K: Number(c1) });
+      else Object.assign(mma, { N: Number(c1), K: Number(c2) });
+      result += `SgmFrag(${a[1]}, ${a[2]}, ${major === "col_major" ? 1 : 0}u)`;
     } else {
-      const name = `sgm_store_${arr}_${major}`;
-      result += `${name}(${a[1]}, ${a[2]}, ${a[3]})`;
-      helpers.set(name, major); // filled in once the result shape is known
+      if (major !== "row_major") throw new Error("emulation: only row_major result stores");
+      result += `sgm_store_${arr}(${a[1]}, &${a[2]}, ${a[3]})`;
     }
     last = end;
   }
   out = result + out.slice(last);
   const { M, N, K } = mma;
   if (!M) return out;
-  for (const [name, major] of helpers) {
-    if (!name.startsWith("sgm_store_")) continue;
-    const arr = name.slice("sgm_store_".length, -major.length - 1);
-    const at = major === "row_major" ? "offset + r * stride + c" : "offset + c * stride + r";
-    helpers.set(name, `fn ${name}(offset: u32, m: array<f32, ${M * N}>, stride: u32) {\n  for (var r = 0u; r < ${M}u; r++) { for (var c = 0u; c < ${N}u; c++) { ${arr}[${at}] = m[r * ${N}u + c]; } }\n}`);
-  }
-  helpers.set(
-    "sgm_mma",
-    `fn sgm_mma(l: array<f32, ${M * K}>, r: array<f32, ${K * N}>, acc: array<f32, ${M * N}>) -> array<f32, ${M * N}> {\n  var o = acc;\n  for (var i = 0u; i < ${M}u; i++) { for (var j = 0u; j < ${N}u; j++) { var s = 0.0; for (var k = 0u; k < ${K}u; k++) { s += l[i * ${K}u + k] * r[k * ${N}u + j]; } o[i * ${N}u + j] += s; } }\n  return o;\n}`,
-  );
   out = out
-    .replace(/subgroup_matrix_(left|right|result)<\w+, (\d+), (\d+)>/g, (_, _k, c1, c2) => `array<f32, ${Number(c1) * Number(c2)}>`)
-    .replace(/subgroupMatrixMultiplyAccumulate\(/g, "sgm_mma(");
-  return `${out}\n${[...helpers.values()].join("\n\n")}\n`;
+    .replace(/subgroup_matrix_(left|right)<\w+, \d+, \d+>/g, "SgmFrag")
+    .replace(/subgroup_matrix_result<\w+, \d+, \d+>/g, `array<f32, ${M * N}>`)
+    .replace(/(acc\w+) = subgroupMatrixMultiplyAccumulate\((\w+), (\w+), \1\);/g, "sgm_mma(&$1, $2, $3);");
+  if (out.includes("subgroupMatrix")) throw new Error("emulation: a subgroup-matrix call was not rewritten");
+  const stores = [...new Set([...out.matchAll(/sgm_store_(\w+)\(/g)].map((x) => x[1]))];
+  const at = (f: string, r: string, c: string) => `${f}.off + select(${r} * ${f}.stride + ${c}, ${c} * ${f}.stride + ${r}, ${f}.col == 1u)`;
+  const helpers = [
+    "struct SgmFrag { off: u32, stride: u32, col: u32 }",
+    "fn sgm_n(n: u32) -> u32 { return select(n, 0u, arrayLength(&c) == 0u); }",
+    `fn sgm_mma(acc: ptr<function, array<f32, ${M * N}>>, l: SgmFrag, r: SgmFrag) {
+  for (var i = 0u; i < sgm_n(${M}u); i++) {
+    for (var j = 0u; j < sgm_n(${N}u); j++) {
+      var s = 0.0;
+      for (var k = 0u; k < sgm_n(${K}u); k++) { s += f32(sh_a[${at("l", "i", "k")}]) * f32(sh_b[${at("r", "k", "j")}]); }
+      (*acc)[i * ${N}u + j] += s;
+    }
+  }
+}`,
+    ...stores.map(
+      (arr) => `fn sgm_store_${arr}(offset: u32, m: ptr<function, array<f32, ${M * N}>>, stride: u32) {
+  for (var i = 0u; i < sgm_n(${M}u); i++) { for (var j = 0u; j < sgm_n(${N}u); j++) { ${arr}[offset + i * stride + j] = (*m)[i * ${N}u + j]; } }
+}`,
+    ),
+  ];
+  return `${out}\n${helpers.join("\n\n")}\n`;
 }
 
 /** How a subgroup-matrix case runs where the adapter lacks the extension: emulated, with its subgroup size. */
 interface Emulation {
   wgsl: (wgsl: string) => string;
-  tile: { subgroupSize: number };
+  tile: Partial<GemmConfig["tile"]>;
 }
 
 // ---------- running one case ----------
@@ -456,6 +466,10 @@ const SGMM_EXTRA: Case[] = [
     scaleB: 0.125,
   },
   { cfg: { ...gemm("NN", "e4m3", "e5m2", "bf16", MULTI, RES), path: "subgroup-matrix", tile: { bm: 64, bn: 64, sgRows: 2, sgCols: 2, bk: 64, pad: 8 } } },
+  // Double-buffered copies (stages 2) in each layout, bk 16 and 32, both copy layouts.
+  { cfg: { ...gemm("NT", "e4m3", "e4m3", "f32", MULTI, { scaleA: true }), path: "subgroup-matrix", tile: { stages: 2, bk: 32, pad: 8 } }, scaleA: 0.75 },
+  { cfg: { ...gemm("NN", "e5m2", "e4m3", "e4m3", MULTI, GELU), path: "subgroup-matrix", tile: { stages: 2, sharedLayout: "storage" } } },
+  { cfg: { ...gemm("TN", "e4m3", "e5m2", "f32", RAGGED, RES), path: "subgroup-matrix", tile: { stages: 2, bk: 32, sharedLayout: "storage" } } },
 ];
 const sgmmCases = SGMM_EXTRA.map((c) => c.cfg);
 
@@ -529,7 +543,8 @@ describe.skipIf(SKIP_GPU)("gemm (subgroup-matrix path; emulated where the adapte
     const gpu = await getGpu();
     if (gemmPathsFor(gpu.caps).includes("subgroup-matrix")) return null;
     if (!gpu.caps.f16 || !gpu.caps.subgroups) throw new Error(`adapter '${gpu.caps.adapterName}' has neither subgroup matrices nor f16 + subgroups to emulate them`);
-    return { wgsl: emulateSubgroupMatrices, tile: { subgroupSize: gpu.caps.subgroupMinSize } };
+    // One 32×32 subgroup per workgroup: the emulation's redundant per-invocation MMAs make bigger tiles slow on lavapipe.
+    return { wgsl: emulateSubgroupMatrices, tile: { subgroupSize: gpu.caps.subgroupMinSize, bm: 32, bn: 32, sgRows: 1, sgCols: 1 } };
   }
   const fp8 = (t: GemmOperandType) => t === "e4m3" || t === "e5m2";
   // Default subgroup-matrix tiles; a case that asks for the storage-layout copy keeps it.
