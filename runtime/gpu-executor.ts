@@ -57,6 +57,8 @@ interface Program {
 
 export class GpuExecutor implements Executor {
   readonly backend = "webgpu" as const;
+  /** The largest staging buffer readState maps at once (tests make it small to exercise the chunking). */
+  readbackChunkBytes = READBACK_CHUNK;
   private step = 0;
   private disposed = false;
 
@@ -278,7 +280,10 @@ export class GpuExecutor implements Executor {
     for (let i = 0; i < buffers.length; ) {
       const group = [buffers[i++]];
       let total = group[0].size;
-      while (i < buffers.length && total + buffers[i].size <= READBACK_CHUNK) total += buffers[i++].size;
+      while (i < buffers.length && total + buffers[i].size <= this.readbackChunkBytes) {
+        total += buffers[i].size;
+        group.push(buffers[i++]);
+      }
       out.push(...(await this.readGroup(group, total)));
     }
     return out;
