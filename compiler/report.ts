@@ -4,6 +4,7 @@ import { fmtScaling } from "./ir-text.js";
 import { ATTENTION_GEMMS, type GemmName, type Graph } from "./ir.js";
 import { isFp8, ruleFor } from "./check-precision.js";
 import type { CheckedModel } from "./model.js";
+import { fuseGraph, type KernelGraph } from "./fuse.js";
 import { probeOutputs } from "./probes.js";
 import type { ModelStats } from "./stats.js";
 
@@ -96,7 +97,32 @@ export function formatSummary(m: CheckedModel, s: ModelStats, train?: Graph): st
   const count = train ? `${probeOutputs(train).length} ` : "";
   const what = [...p.tensors, ...locals].join(", ");
   lines.push(`  probes      ${p.enabled ? `${count}kurtosis (${p.mode}) every ${p.every} steps: ${what} × ${m.layers} layers` : "off"}`);
+  if (train) lines.push(`  kernels     ${kernelLine(train, fuseGraph(train))}`);
   const o = t.optimizer;
   lines.push(`  training    ${t.steps} steps of ${t.batch} × ${t.seqLen} tokens (${t.tokenizer}, ${t.data.kind === "brown" ? "Brown corpus" : t.data.path}); AdamW lr ${o.lr}, ${t.schedule.kind} schedule, seed ${t.seed}`);
   return lines.join("\n");
+}
+
+/** Leaves (parameters, inputs, constants) are buffers, not kernels. */
+const LEAVES = new Set(["param", "input", "const"]);
+
+/**
+ * What the fusion pass (compiler/fuse.ts) makes of the training step: the kernels its graph ops
+ * become, the fused ones by kind, and the values stored packed instead of f32. The GPU plan adds
+ * the optimizer and scale-state kernels (runtime/gpu-kernels.ts) on top of these.
+ */
+export function kernelLine(g: Graph, k: KernelGraph): string {
+  const ops = g.nodes.filter((n) => !LEAVES.has(n.op)).length;
+  const kernels = k.groups.filter((grp) => grp.kind !== "node" || !LEAVES.has(g.nodes[grp.node].op));
+  const count = (kind: string) => kernels.filter((grp) => grp.kind === kind).length;
+  const epilogues = kernels.filter((grp) => grp.kind === "gemm" && (grp.bias !== undefined || grp.act !== undefined || grp.residual !== undefined)).length;
+  const fused = kernels.filter((grp) => grp.nodes.length > 1).length;
+  const stored = (f: string) => k.storage.filter((st) => st === f).length;
+  const packed = [["e4m3", stored("e4m3")], ["e5m2", stored("e5m2")], ["bf16", stored("bf16")]].filter(([, n]) => n).map(([f, n]) => `${n} ${f}`);
+  const single = count("node");
+  return (
+    `training step: ${ops} graph ops → ${kernels.length} kernels, ${fused} of them fusing several ops ` +
+    `(${count("gemm")} GEMM, ${epilogues} with an epilogue; ${count("elementwise")} elementwise; ${count("reduce")} reduce; ` +
+    `${count("embed")} scaled embedding; ${single} other); values stored packed: ${packed.length ? packed.join(", ") : "none"}`
+  );
 }

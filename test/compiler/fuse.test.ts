@@ -6,6 +6,7 @@ import { fuseGraph, type KernelGroup, storageOf } from "../../compiler/fuse.js";
 import { GraphBuilder } from "../../compiler/graph-builder.js";
 import type { Graph, Scaling } from "../../compiler/ir.js";
 import { compile } from "../../compiler/pipeline.js";
+import { kernelLine } from "../../compiler/report.js";
 
 const DELAYED: Scaling = { kind: "delayed", history: 4, margin: 0, amax: "max", pow2: false };
 const CURRENT: Scaling = { kind: "current", margin: 0, pow2: true };
@@ -183,4 +184,32 @@ describe("fusion pass", () => {
     });
     expect(groups.length).toBeLessThan(g.nodes.length);
   });
+});
+
+describe("the fusion line of `fogc compile`", () => {
+  const example = (precision: "bf16" | "fp8dpa") =>
+    compile(new URL("../../examples/fog-flash-tiny.fog", import.meta.url).pathname, { batch: 2, seqLen: 16, precision }).program!.train;
+  const parse = (line: string) => {
+    const m = /(\d+) graph ops → (\d+) kernels, (\d+) of them fusing several ops .*values stored packed: (.*)$/.exec(line);
+    expect(m, line).not.toBeNull();
+    return { ops: Number(m![1]), kernels: Number(m![2]), fused: Number(m![3]), packed: m![4] };
+  };
+
+  for (const precision of ["bf16", "fp8dpa"] as const) {
+    it(`counts every non-leaf op of the ${precision} step in exactly one kernel`, () => {
+      const g = example(precision);
+      const k = fuseGraph(g);
+      const line = parse(kernelLine(g, k));
+      const leaves = g.nodes.filter((n) => n.op === "param" || n.op === "input" || n.op === "const").length;
+      expect(line.ops).toBe(g.nodes.length - leaves);
+      // Each op is in one group; a kernel of n ops absorbs n − 1 of them.
+      const covered = k.groups.flatMap((grp) => grp.nodes);
+      expect(new Set(covered).size).toBe(covered.length);
+      const absorbed = k.groups.reduce((a, grp) => a + grp.nodes.length - 1, 0);
+      expect(line.kernels).toBe(line.ops - absorbed);
+      expect(line.fused).toBeGreaterThan(0);
+      if (precision === "bf16") expect(line.packed).not.toMatch(/e4m3|e5m2/);
+      else expect(line.packed).toMatch(/\d+ e4m3, \d+ e5m2/);
+    });
+  }
 });
