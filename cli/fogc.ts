@@ -175,7 +175,7 @@ async function main(): Promise<void> {
       "Sample text from a checkpoint written by 'fogc run --checkpoint DIR' (KV cache; WebGPU or CPU)",
       (y) =>
         y
-          .positional("ckpt", { type: "string", demandOption: true, describe: "checkpoint file (.safetensors)" })
+          .positional("ckpt", { type: "string", demandOption: true, describe: "checkpoint file (.safetensors), or a --checkpoint directory (its newest)" })
           .option("prompt", { type: "string", demandOption: true, describe: "text to continue" })
           .option("tokens", { type: "number", demandOption: true, describe: "number of tokens to sample" })
           .option("temperature", { type: "number", default: 1, describe: "softmax temperature; 0 = greedy" })

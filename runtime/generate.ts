@@ -2,11 +2,11 @@
 // loads its weights and FP8 scales, and samples token by token with temperature and top-k from a
 // seeded PRNG. With the KV cache (default) a decode graph (compiler/pipeline.ts compileDecode) runs
 // the prompt once and then one token per call; `cache: false` reruns the whole window per token.
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import type { Graph, ScaleSlot } from "../compiler/ir.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compileDecode } from "../compiler/pipeline.js";
-import { paramShapes, paramShapesHash, readCheckpoint, readCheckpointMeta } from "./checkpoint.js";
+import { latestCheckpoint, paramShapes, paramShapesHash, readCheckpoint, readCheckpointMeta } from "./checkpoint.js";
 import { CpuDecoder, type Decoder, type DecoderInit } from "./cpu-executor.js";
 import { loadTokenizer, type TokenizerName } from "./data.js";
 import type { Executor } from "./executor.js";
@@ -187,9 +187,10 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   const useCache = options.cache ?? true;
   const notice = options.notice ?? ((line: string) => console.error(line));
 
-  const meta = readCheckpointMeta(options.checkpoint);
+  const checkpoint = resolveCheckpoint(options.checkpoint);
+  const meta = readCheckpointMeta(checkpoint);
   const file = options.file ?? meta.file;
-  if (!existsSync(file)) throw new RunError(`${options.checkpoint} was trained from ${file}, which no longer exists; pass the .fog file with --file`);
+  if (!existsSync(file)) throw new RunError(`${checkpoint} was trained from ${file}, which no longer exists; pass the .fog file with --file`);
   const program = compileForRun(file, {
     model: meta.model,
     ...(MODES.includes(meta.precision) ? { precision: meta.precision as PrecisionMode } : {}),
@@ -199,14 +200,14 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   for (const c of model.components) {
     if (c.kind === "attention" && !c.causal) throw new RunError(`generate needs causal attention; model '${model.name}' has attention '${c.name}' with causal = false`);
   }
-  const ckpt = readCheckpoint(options.checkpoint, {
+  const ckpt = readCheckpoint(checkpoint, {
     name: model.name,
     file,
     shapesHash: paramShapesHash(forward),
     shapes: paramShapes(forward),
     fp8Slots: program.train.scaleSlots.length,
   });
-  if (meta.tokenizer !== "bytes" && meta.tokenizer !== "gpt2") throw new RunError(`${options.checkpoint}: unknown tokenizer '${meta.tokenizer}' in its metadata`);
+  if (meta.tokenizer !== "bytes" && meta.tokenizer !== "gpt2") throw new RunError(`${checkpoint}: unknown tokenizer '${meta.tokenizer}' in its metadata`);
   const tokenizer = await loadTokenizer(meta.tokenizer satisfies TokenizerName);
   // The cache (and the no-cache window) spans the sequence length the model was trained at.
   const context = forward.seqLen;
@@ -259,4 +260,12 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   } finally {
     source.dispose();
   }
+}
+
+/** A checkpoint file, or the newest checkpoint in a `fogc run --checkpoint DIR` directory. */
+function resolveCheckpoint(path: string): string {
+  if (!existsSync(path) || !statSync(path).isDirectory()) return path;
+  const latest = latestCheckpoint(path);
+  if (!latest) throw new RunError(`${path}: no checkpoint in this directory (fogc run --checkpoint ${path} writes step-NNNNNNNN.safetensors files)`);
+  return latest;
 }

@@ -2,7 +2,7 @@
 // of the same prefix, the CPU reference being the oracle: every step's logits, for a model with
 // each attention variant (GQA, RoPE with and without llama3 scaling, QK RMSNorm, tanh QK) in bf16,
 // fp8 and fp8dpa modes with trained delayed scales, on the CPU and on WebGPU (lavapipe).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -255,5 +255,15 @@ describe("generate with the KV cache", () => {
     await expect(generate({ checkpoint: ck, prompt: "x", tokens: 0 })).rejects.toThrow(/--tokens must be an integer ≥ 1, got 0/);
     await expect(generate({ checkpoint: ck, prompt: "x", tokens: 2, backend: "tpu" as never })).rejects.toThrow(/--backend must be auto, webgpu or cpu, got 'tpu'/);
     await expect(generate({ checkpoint: join(dir, "none.safetensors"), prompt: "x", tokens: 2 })).rejects.toThrow(/none\.safetensors/);
+    mkdirSync(join(dir, "empty"), { recursive: true });
+    await expect(generate({ checkpoint: join(dir, "empty"), prompt: "x", tokens: 2 })).rejects.toThrow(/empty: no checkpoint in this directory/);
+  });
+
+  it("takes the --checkpoint directory of `fogc run` and samples from its newest checkpoint", async () => {
+    const ck = await checkpoint;
+    const opts = { prompt: "the ", temperature: 0, backend: "cpu" as const, tokens: 4 };
+    const fromDir = await generate({ ...opts, checkpoint: join(dir, "ck") });
+    const fromFile = await generate({ ...opts, checkpoint: ck });
+    expect(fromDir.tokens).toEqual(fromFile.tokens);
   });
 });
