@@ -5,11 +5,12 @@ import { resolve } from "node:path";
 import { fusionSummary } from "../compiler/fuse.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compile } from "../compiler/pipeline.js";
-import { openGpu, readBuffer } from "../runtime/device.js";
+import { openGpu } from "../runtime/device.js";
 import { zeroMoments } from "../runtime/executor.js";
 import { PipelineCache } from "../runtime/gpu-build.js";
 import { createGpuExecutor, type GpuExecutor } from "../runtime/gpu-executor.js";
 import { initParams } from "../runtime/init.js";
+import { profileByKind, profileStep } from "../runtime/profile.js";
 import { Prng } from "../runtime/prng.js";
 
 // Usage: node --import tsx bench/step.ts [file.fog] [--steps N] [--batch B] [--seq T]
@@ -35,25 +36,6 @@ const perKernel = !process.argv.includes("--no-kernels");
 const gpu = await openGpu();
 const cache = new PipelineCache(gpu);
 console.log(`adapter: ${gpu.caps.adapterName}${gpu.caps.isCpu ? " (CPU)" : ""}; timestamps: ${gpu.caps.timestamps ? "yes" : "no"}`);
-
-/** Dawn rounds timestamps down to 2^16 ns unless its timestamp_quantization toggle is disabled. */
-let quantised = false;
-
-/** The GPU time of each dispatch of one step (one compute pass per kernel), in ms, with its label. */
-async function kernelTimes(exec: GpuExecutor, batch: Parameters<GpuExecutor["trainStep"]>[0], step: number): Promise<{ label: string; ms: number }[]> {
-  const dispatches = exec.plans.train.dispatches;
-  const querySet = gpu.device.createQuerySet({ type: "timestamp", count: 2 * dispatches.length });
-  const buf = gpu.device.createBuffer({ size: 16 * dispatches.length, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  try {
-    await exec.trainStep(batch, hyper(step), { querySet, perKernel: true, resolve: buf });
-    const t = new BigUint64Array(await readBuffer(gpu, buf, buf.size));
-    quantised = t.every((x) => x % 65536n === 0n);
-    return dispatches.map((d, i) => ({ label: d.label, ms: Number(t[2 * i + 1] - t[2 * i]) / 1e6 }));
-  } finally {
-    querySet.destroy();
-    buf.destroy();
-  }
-}
 
 function hyper(step: number) {
   return { step, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1 };
@@ -105,19 +87,13 @@ for (const precision of modes) {
     console.log(`  transient memory ${(mem.transient / 2 ** 20).toFixed(2)} MiB after reuse (${(mem.unshared / 2 ** 20).toFixed(2)} MiB without)`);
     console.log(`  ${steps} steps: median ${median.toFixed(2)} ms/step, mean ${mean.toFixed(2)} ms/step, ${((batch * seqLen) / (median / 1000)).toFixed(0)} tokens/s (last loss ${loss.toFixed(4)})`);
     if (perKernel && gpu.caps.timestamps) {
-      const ks = await kernelTimes(exec, next(), step);
-      const total = ks.reduce((a, k) => a + k.ms, 0);
-      const byKind = new Map<string, { ms: number; n: number }>();
-      for (const k of ks) {
-        const kind = /\(([^)]*)\)$/.exec(k.label)?.[1] ?? k.label;
-        const e = byKind.get(kind) ?? { ms: 0, n: 0 };
-        byKind.set(kind, { ms: e.ms + k.ms, n: e.n + 1 });
+      const prof = await profileStep(exec, next(), hyper(step));
+      const ks = prof.rows;
+      console.log(`  GPU time per kernel kind (one pass per kernel, so launch gaps excluded): total ${prof.gpuMs.toFixed(2)} ms`);
+      for (const k of profileByKind(ks).slice(0, 16)) {
+        console.log(`    ${k.kind.padEnd(28)} ${k.ms.toFixed(3).padStart(9)} ms  ${(100 * k.share).toFixed(1).padStart(5)} %  (${k.dispatches} dispatches)`);
       }
-      console.log(`  GPU time per kernel kind (one pass per kernel, so launch gaps excluded): total ${total.toFixed(2)} ms`);
-      for (const [kind, e] of [...byKind].sort((a, b) => b[1].ms - a[1].ms).slice(0, 16)) {
-        console.log(`    ${kind.padEnd(28)} ${e.ms.toFixed(3).padStart(9)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)} %  (${e.n} dispatches)`);
-      }
-      if (quantised) console.log("    (every timestamp is a multiple of 65.536 µs: Dawn quantises them; kernels shorter than that read as 0 or 65.5 µs)");
+      if (prof.quantised) console.log("    (every timestamp is a multiple of 65.536 µs: Dawn quantises them; kernels shorter than that read as 0 or 65.5 µs)");
       const top = [...ks].sort((a, b) => b.ms - a.ms).slice(0, 5);
       console.log(`  slowest dispatches: ${top.map((k) => `${k.label} ${k.ms.toFixed(3)} ms`).join("; ")}`);
     }

@@ -117,8 +117,7 @@ function readersOf(g: Graph): { readers: number[][]; isOutput: boolean[] } {
  * Storage of every value: a quantize read only by GEMMs (not blockwise: the GEMM takes one scale
  * per tensor) stores FP8 codes; a bf16 cast read only by GEMMs stores bf16; everything else f32.
  */
-export function storageOf(g: Graph): Storage[] {
-  const { readers, isOutput } = readersOf(g);
+export function storageOf(g: Graph, { readers, isOutput } = readersOf(g)): Storage[] {
   const onlyGemms = (id: number): boolean => !isOutput[id] && readers[id].length > 0 && readers[id].every((r) => g.nodes[r].op === "matmul");
   return g.nodes.map((n): Storage => {
     if (n.op === "quantize") {
@@ -132,8 +131,9 @@ export function storageOf(g: Graph): Storage[] {
 
 /** Groups `g`'s nodes into kernels (see the file comment for the rules). */
 export function fuseGraph(g: Graph): KernelGraph {
-  const storage = storageOf(g);
-  const { readers, isOutput } = readersOf(g);
+  const r = readersOf(g);
+  const { readers, isOutput } = r;
+  const storage = storageOf(g, r);
   const groupOf: (KernelGroup | undefined)[] = g.nodes.map(() => undefined);
   /** The only reader of `id`'s value, when it has exactly one and is not a graph output. */
   const soleReader = (id: number): Node | undefined => (!isOutput[id] && readers[id].length === 1 ? g.nodes[readers[id][0]] : undefined);

@@ -119,6 +119,9 @@ export interface OpAttrs {
 
 export type OpKind = keyof OpAttrs;
 
+/** Ops that are buffers (parameters, inputs, constants), not computations. */
+export const LEAF_OPS: ReadonlySet<OpKind> = new Set<OpKind>(["param", "input", "const"]);
+
 export interface NodeOf<K extends OpKind> {
   id: number;
   op: K;

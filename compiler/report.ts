@@ -1,7 +1,7 @@
 // Human-readable summaries of a compiled model for `fogc compile`: sizes, parameters, FLOPs,
 // memory, the precision every GEMM runs in (grouped over layers with identical rules) and the probes.
 import { fmtScaling } from "./ir-text.js";
-import { ATTENTION_GEMMS, type GemmName, type Graph } from "./ir.js";
+import { ATTENTION_GEMMS, type GemmName, type Graph, LEAF_OPS } from "./ir.js";
 import { isFp8, ruleFor } from "./check-precision.js";
 import type { CheckedModel } from "./model.js";
 import { fuseGraph, type KernelGraph } from "./fuse.js";
@@ -103,17 +103,14 @@ export function formatSummary(m: CheckedModel, s: ModelStats, train?: Graph): st
   return lines.join("\n");
 }
 
-/** Leaves (parameters, inputs, constants) are buffers, not kernels. */
-const LEAVES = new Set(["param", "input", "const"]);
-
 /**
  * What the fusion pass (compiler/fuse.ts) makes of the training step: the kernels its graph ops
  * become, the fused ones by kind, and the values stored packed instead of f32. The GPU plan adds
  * the optimizer and scale-state kernels (runtime/gpu-kernels.ts) on top of these.
  */
 export function kernelLine(g: Graph, k: KernelGraph): string {
-  const ops = g.nodes.filter((n) => !LEAVES.has(n.op)).length;
-  const kernels = k.groups.filter((grp) => grp.kind !== "node" || !LEAVES.has(g.nodes[grp.node].op));
+  const ops = g.nodes.filter((n) => !LEAF_OPS.has(n.op)).length;
+  const kernels = k.groups.filter((grp) => grp.kind !== "node" || !LEAF_OPS.has(g.nodes[grp.node].op));
   const count = (kind: string) => kernels.filter((grp) => grp.kind === kind).length;
   const epilogues = kernels.filter((grp) => grp.kind === "gemm" && (grp.bias !== undefined || grp.act !== undefined || grp.residual !== undefined)).length;
   const fused = kernels.filter((grp) => grp.nodes.length > 1).length;
