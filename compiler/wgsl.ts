@@ -5,7 +5,7 @@
 export type Enable = "f16" | "subgroups" | "chromium_experimental_subgroup_matrix";
 
 /** A binding's WGSL element type: `f32`, `u32` (packed FP8/bf16 words), `i32`, `atomic<u32>`. */
-export type ElemType = "f32" | "u32" | "i32" | "f16" | "atomic<u32>";
+export type ElemType = "f32" | "vec4<f32>" | "u32" | "i32" | "f16" | "atomic<u32>";
 
 export interface BindingSpec {
   name: string;

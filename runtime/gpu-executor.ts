@@ -4,6 +4,7 @@
 import type { KernelGraph } from "../compiler/fuse.js";
 import type { Graph } from "../compiler/ir.js";
 import { numel, paramNodes } from "../compiler/ir.js";
+import { tokenIndex } from "../compiler/kernels/elementwise.js";
 import { type Decoder, type DecoderInit, pruneGraph } from "./cpu-executor.js";
 import { type Gpu, hasWebGpuAdapter, openGpu, withErrorScope } from "./device.js";
 import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStats, type TrainState } from "./executor.js";
@@ -126,6 +127,8 @@ export class GpuExecutor implements Executor {
           }
           externals.set(KEYS.tokens, buf(M * 4, "tokens"));
           externals.set(KEYS.targets, buf(M * 4, "targets"));
+          const index = trainPlan.buffers.find((b) => b.key === KEYS.tokenIndex);
+          if (index) externals.set(KEYS.tokenIndex, buf(index.bytes, "token index"));
           externals.set(KEYS.hyper, buf(HYPER_WORDS * 4, "hyper"));
           const s = { scales: buf(nSlots * 4, "scales"), heads: buf(nSlots * 4, "heads"), hist: buf(trainPlan.histWords * 4, "amax history") };
           externals.set(KEYS.scales, s.scales).set(KEYS.heads, s.heads).set(KEYS.hist, s.hist);
@@ -218,6 +221,8 @@ export class GpuExecutor implements Executor {
     const q = this.gpu.device.queue;
     q.writeBuffer(this.externals.get(KEYS.tokens)!, 0, batch.tokens);
     if (batch.targets) q.writeBuffer(this.externals.get(KEYS.targets)!, 0, batch.targets);
+    const index = this.externals.get(KEYS.tokenIndex);
+    if (index) q.writeBuffer(index, 0, tokenIndex(batch.tokens, this.vocab));
   }
 
   /** Forward, backward, grad norm, clip, AdamW and the scale update in one command buffer; reads back loss and grad norm. */

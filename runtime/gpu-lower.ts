@@ -8,6 +8,7 @@ import type { Graph, Node, NodeOf, OpKind, ScaleSlot } from "../compiler/ir.js";
 import { numel } from "../compiler/ir.js";
 import type { KernelGroup, Storage } from "../compiler/fuse.js";
 import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
+import { attentionRows } from "../compiler/kernels/attention-rows.js";
 import * as decode from "../compiler/kernels/decode.js";
 import * as ew from "../compiler/kernels/elementwise.js";
 import { type GemmCaps, type GemmEpilogue, type GemmTileCaps, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
@@ -43,6 +44,8 @@ export const KEYS = {
   v: (name: string) => `v:${name}`,
   tokens: "input:tokens",
   targets: "input:targets",
+  /** The tokens grouped by id (ew.tokenIndex), uploaded with each batch when a plan asks for it (embedding gradients). */
+  tokenIndex: "input:token_index",
   /** Decode graphs: the position of the first new token (one i32). */
   position: "input:position",
   /** Decode graphs: a K or V cache, by its kv_cache node's name (kept across calls, written in place). */
@@ -216,8 +219,13 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
   });
 }
 
-/** One attention pass; for short sequences tiles of the sequence's size (less work, faster compiles) when they fit. */
-function attentionKernel(cfg: AttentionConfig, pass: AttentionPass): KernelSource {
+/**
+ * One attention pass. CPU adapters: a row per invocation, no barriers (attention-rows.ts; 8× faster
+ * than the tiles on lavapipe, docs/kernels.md). Else tiles; for short sequences tiles of the
+ * sequence's size (less work, faster compiles) when they fit.
+ */
+function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
+  if (caps?.isCpu && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass);
   const p = Math.max(4, nextPow2(cfg.seqLen));
   const lanes = [8, 4].find((l) => l <= p && cfg.headDim % l === 0);
   if (p < 64 && lanes) {
@@ -238,7 +246,7 @@ function attentionFwd(cx: Ctx, n: NodeOf<"attention" | "attention_grad">): { o: 
     const cfg = attnConfig(n, cx, fp8?.cfg);
     const o = cx.scratch(numel(cx.shape(0)) * 4, "attention output");
     const lse = cx.scratch(cfg.batch * cfg.heads * cfg.seqLen * 4, "attention lse");
-    cx.kernel("attention fwd", attentionKernel(cfg, "fwd"), { q, k, v, o, lse, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "fwd"));
+    cx.kernel("attention fwd", attentionKernel(cfg, "fwd", cx.opts.caps), { q, k, v, o, lse, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "fwd"));
     fp8?.record(0);
     return { o, lse };
   });
@@ -269,6 +277,7 @@ function attnConfig(n: NodeOf<"attention" | "attention_grad">, cx: Ctx, fp8?: At
     causal: a.causal,
     maxSharedBytes: cx.opts.maxSharedBytes,
     ...rowSubgroup(cx),
+    ...(cx.opts.caps?.subgroups ? { subgroups: true } : {}),
     ...(fp8 ? { fp8 } : {}),
   };
 }
@@ -543,8 +552,8 @@ export const LOWERING = {
       const dk = cx.scratch(numel(cx.shape(1)) * 4, "dk");
       const dv = cx.scratch(numel(cx.shape(2)) * 4, "dv");
       const f: Record<string, number> = fp8 ? { scales: fp8.bind.scales } : {};
-      cx.kernel("attention bwd_dq", attentionKernel(cfg, "bwd_dq"), { q, k, v, o, dout, lse, delta, dq, ...f }, attentionFlops(cfg, "bwd_dq"));
-      cx.kernel("attention bwd_dkv", attentionKernel(cfg, "bwd_dkv"), { q, k, v, dout, lse, delta, dk, dv, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "bwd_dkv"));
+      cx.kernel("attention bwd_dq", attentionKernel(cfg, "bwd_dq", cx.opts.caps), { q, k, v, o, dout, lse, delta, dq, ...f }, attentionFlops(cfg, "bwd_dq"));
+      cx.kernel("attention bwd_dkv", attentionKernel(cfg, "bwd_dkv", cx.opts.caps), { q, k, v, dout, lse, delta, dk, dv, ...(fp8?.bind ?? {}) }, attentionFlops(cfg, "bwd_dkv"));
       fp8?.record(1);
       return { q: dq, k: dk, v: dv };
     });
@@ -575,7 +584,16 @@ export const LOWERING = {
   embed_grad: (n, cx) => {
     const D = last(cx.shape(1));
     const dtable = cx.out();
-    cx.kernel("embed grad", ew.embedGrad({ name: kname(n), tokens: numel(cx.shape(0)), dim: D, vocab: n.attrs.vocab }), { ids: cx.in(0), dy: cx.in(1), dtable });
+    const cfg = { name: kname(n), tokens: numel(cx.shape(0)), dim: D, vocab: n.attrs.vocab };
+    const ids = cx.graph.nodes[n.inputs[0]];
+    // The batch's tokens: the executor uploads their grouping by id with them (ew.tokenIndex), and the
+    // gradient is a gather; other ids (none today) take the scan kernel.
+    if (ids.op === "input" && ids.attrs.input === "tokens") {
+      const index = cx.external(KEYS.tokenIndex, (cfg.vocab + 1 + cfg.tokens) * 4);
+      cx.kernel("embed grad", ew.embedGradIndexed(cfg), { index, dy: cx.in(1), dtable });
+    } else {
+      cx.kernel("embed grad", ew.embedGrad(cfg), { ids: cx.in(0), dy: cx.in(1), dtable });
+    }
   },
   cross_entropy_grad: (n, cx) => {
     const V = last(cx.shape(0));

@@ -137,7 +137,7 @@ class Planner {
 
   /** A packed FP8 cast through `slot` (see Ctx.castTo). */
   castTo(slot: ScaleSlot, record: boolean): CastBinding {
-    const base = { dtype: slot.format, scale: 0, saturate: slot.saturate } as const;
+    const base = { dtype: slot.format, scale: 0, saturate: slot.saturate, ...(this.opts.caps?.subgroups ? { subgroups: true } : {}) } as const;
     const bind: CastBinding["bind"] = { scales: this.aligned(slot.id, "scale") };
     if (!record) return { out: base, bind };
     const at = this.atomic(1, true);

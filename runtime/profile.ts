@@ -144,7 +144,7 @@ const fmtRate = (x: number | undefined, digits: number): string => (x === undefi
 
 /** The profile as a text table: totals, GPU time per kernel kind, then the `top` slowest dispatches. */
 export function formatProfile(p: StepProfile, options: { top?: number } = {}): string {
-  const top = options.top ?? 15;
+  const top = options.top ?? (Number(process.env.FOGC_PROFILE_TOP) || 15);
   const lines: string[] = [];
   const flops = p.rows.reduce((a, r) => a + (r.flops ?? 0), 0);
   const costed = p.rows.filter((r) => r.flops !== undefined || r.bytes !== undefined).length;

@@ -3,7 +3,7 @@
 // writes D = rowsum(dO⊙O); then dK/dV), with no T×T buffer. GQA and FP8DPA casts are options.
 import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
-import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, laneReduce, segReduce, unpack4 } from "./reduce.js";
+import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, laneReduce, unpack4 } from "./reduce.js";
 
 /**
  * FP8DPA (papers.md §3.2): Q, K, V arrive as E4M3 and dO as E5M2, four codes per u32, each decoded
@@ -48,6 +48,8 @@ export interface AttentionConfig {
    * then use subgroup shuffles instead of workgroup-memory trees (no barriers).
    */
   subgroupSize?: number;
+  /** The adapter has subgroups (set on CPU adapters too, where subgroupSize is not): amax by subgroupMax. */
+  subgroups?: boolean;
 }
 
 /**
@@ -296,8 +298,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
     );
   }
   if (amaxIdx !== undefined) {
-    const red = segReduce(b, NT, NT, "max");
-    body.push(`let wmax = ${red}(amx, lidx);`, `if (lidx == 0u) { atomicMax(&amax[${amaxIdx}], bitcast<u32>(wmax)); }`);
+    body.push(...atomicMaxOf(b, "bitcast<u32>(amx)", `amax[${amaxIdx}]`, cfg.subgroups ?? cfg.subgroupSize !== undefined));
   }
   const grid: [number, number, number] =
     pass === "bwd_dkv" ? [Math.ceil(T / BC), batch * HKV, 1] : [Math.ceil(T / BR), batch * H, 1];

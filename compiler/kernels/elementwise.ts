@@ -310,6 +310,44 @@ export function embed(cfg: EmbedConfig): KernelSource {
 }
 
 /**
+ * The token index embedGradIndexed reads: vocab + 1 offsets, then the token positions grouped by id
+ * in token order (a stable counting sort; ids clamped into the vocabulary as the lookup does). Made on
+ * the host with each batch, O(tokens + vocab).
+ */
+export function tokenIndex(ids: Int32Array, vocab: number): Uint32Array {
+  const out = new Uint32Array(vocab + 1 + ids.length);
+  const clampId = (t: number): number => Math.min(Math.max(t, 0), vocab - 1);
+  for (const t of ids) out[clampId(t) + 1]++;
+  for (let v = 0; v < vocab; v++) out[v + 1] += out[v];
+  const next = out.slice(0, vocab);
+  ids.forEach((t, pos) => (out[vocab + 1 + next[clampId(t)]++] = pos));
+  return out;
+}
+
+/**
+ * dtable[v, :] = Σ_{t: ids[t] = v} dy[t, :] in token order (deterministic, no float atomics), from
+ * tokenIndex's grouping: an invocation per (v, column) adds its id's rows, O(tokens·dim) in all.
+ * Bindings: index (u32, tokenIndex layout), dy, dtable.
+ */
+export function embedGradIndexed(cfg: EmbedConfig): KernelSource {
+  const wg = 64;
+  const { tokens: M, dim: D, vocab } = cfg;
+  const b = new WgslBuilder(cfg.name, `embed grad ${M}×${D} into ${vocab} (token index)`);
+  b.bind("index", "u32");
+  b.bind("dy", "f32");
+  b.bind("dtable", "f32", "read_write");
+  const body = [
+    `let e = ${FLAT_WG} * ${wg}u + lidx;`,
+    `if (e >= ${vocab * D}u) { return; }`,
+    `let v = e / ${D}u; let d = e % ${D}u;`,
+    `var acc = 0.0;`,
+    `for (var p = index[v]; p < index[v + 1u]; p = p + 1u) { acc = acc + dy[index[${vocab + 1}u + p] * ${D}u + d]; }`,
+    `dtable[e] = acc;`,
+  ];
+  return finish(b, wg, body, grid(Math.ceil((vocab * D) / wg)));
+}
+
+/**
  * dtable[v, :] = Σ_{t: ids[t] = v} dy[t, :] in token order (deterministic, no float atomics): one
  * workgroup per vocabulary row scans the ids a chunk at a time, compacts the matching token indices
  * with a workgroup prefix sum, then adds their dy rows. Costs O(vocab·tokens) id reads (coalesced,

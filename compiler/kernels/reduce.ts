@@ -105,6 +105,23 @@ export function laneReduce(b: WgslBuilder, wg: number, lanes: number, subgroupSi
   return (v) => `${f}(${v}, lidx)`;
 }
 
+/**
+ * Lines that atomicMax the workgroup's largest `bits` (a u32: f32 bits of a value ≥ 0, which order
+ * like the floats) into the atomic `target` (e.g. `amax[3]`). With subgroups: subgroupMax and one
+ * atomic per subgroup, no barrier; else a workgroup atomic, one barrier, one global atomic. Either
+ * way the result is exact (max does not depend on order). A barrier tree (segReduce) costs far more
+ * on llvmpipe, which runs each barrier as a switch through every SIMD chunk of the workgroup: a
+ * 256-wide cast kernel spent ~90 % of its time in its 9 barriers (docs/kernels.md). Uniform control flow.
+ */
+export function atomicMaxOf(b: WgslBuilder, bits: string, target: string, subgroups: boolean): string[] {
+  if (subgroups) {
+    b.enable("subgroups");
+    return [`{`, `  let sg_max = subgroupMax(${bits});`, `  if (subgroupElect()) { atomicMax(&${target}, sg_max); }`, `}`];
+  }
+  const wgMax = shared(b, `wg_max_${target.replace(/[^a-z0-9]/gi, "_")}`, "atomic<u32>", 1); // one per target
+  return [`atomicMax(&${wgMax}[0], ${bits});`, `workgroupBarrier();`, `if (lidx == 0u) { atomicMax(&${target}, atomicLoad(&${wgMax}[0])); }`];
+}
+
 // ---- FP8 / bf16 codecs ---------------------------------------------------------------------
 
 export interface Codec {
@@ -134,10 +151,14 @@ export function unpack4(c: Codec, w: string): string[] {
  * or FP8 packed four per u32, q = encode(x · scales[scale]). `amax` (an index into the `amax`
  * binding) records max |x| of the unscaled values by atomicMax of the f32 bits (valid for x ≥ 0).
  */
-export type OutCast =
+export type OutCast = (
   | { dtype: "f32"; amax?: number }
   | { dtype: "bf16"; amax?: number }
-  | { dtype: Fp8Format; scale: number; amax?: number; saturate?: boolean };
+  | { dtype: Fp8Format; scale: number; amax?: number; saturate?: boolean }
+) & {
+  /** The adapter has subgroups: the amax is reduced by subgroupMax instead of workgroup memory (see atomicMaxOf). */
+  subgroups?: boolean;
+};
 
 export const F32_OUT: OutCast = { dtype: "f32" };
 
@@ -199,14 +220,10 @@ export class CastWriter {
     return ["{", ...out.map((l) => `  ${l}`), "}"];
   }
 
-  /** Workgroup max of the captured |x| and one atomicMax (uniform control flow). */
+  /** The workgroup's max of the captured |x| into amax[index] (uniform control flow). */
   epilogue(): string[] {
     if (this.cast.amax === undefined) return [];
-    const red = segReduce(this.b, this.wg, this.wg, "max");
-    return [
-      `let ${this.v}_wmax = ${red}(${this.v}_amax, lidx);`,
-      `if (lidx == 0u) { atomicMax(&amax[${this.cast.amax}], bitcast<u32>(${this.v}_wmax)); }`,
-    ];
+    return atomicMaxOf(this.b, `bitcast<u32>(${this.v}_amax)`, `amax[${this.cast.amax}]`, this.cast.subgroups ?? false);
   }
 }
 

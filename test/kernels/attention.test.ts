@@ -6,7 +6,9 @@
 // an FP8 rounding midpoint than the oracle's (f64): ~1.6e-5 of elements per quantised tensor, each
 // moving one FP8 step (≤ 2^-3 relative). Up to 2 such elements per tensor may be off by ≤ 2^-2.
 import { describe, expect, it } from "vitest";
-import { type AttentionConfig, attention, attentionTiles } from "../../compiler/kernels/attention.js";
+import { type AttentionConfig, type AttentionPass, attention, attentionTiles } from "../../compiler/kernels/attention.js";
+import { attentionRows } from "../../compiler/kernels/attention-rows.js";
+import type { KernelSource } from "../../compiler/kernels/reduce.js";
 import { withGpu } from "../helpers/gpu.js";
 import { expectClose, f32, fakeQuant, quantize, rng, run } from "./harness.js";
 
@@ -82,7 +84,13 @@ const SHAPES: [string, Shape][] = [
   ["causal, GQA 4/2, seq 9, head_dim 8, 8×8 tiles, lane reductions by subgroup shuffles", { batch: 1, seqLen: 9, heads: 4, kvHeads: 2, headDim: 8, causal: true, tiles: { br: 8, bc: 8, lanes: 4 }, subgroups: true }],
 ];
 
-describe("attention, f32", () => {
+// The tiled kernels (GPUs) and the row-per-invocation ones (CPU adapters, attention-rows.ts), same oracle.
+const GENERATORS: [string, (cfg: AttentionConfig, pass: AttentionPass) => KernelSource][] = [
+  ["tiled", attention],
+  ["row per invocation", (cfg, pass) => attentionRows(cfg, pass)],
+];
+
+describe.each(GENERATORS)("attention, f32 (%s)", (_, attention) => {
   for (const [title, shape] of SHAPES) {
     it(title, () =>
       withGpu(async (gpu) => {
@@ -105,7 +113,7 @@ describe("attention, f32", () => {
   }
 });
 
-describe("attention, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS)", () => {
+describe.each(GENERATORS)("attention, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS) (%s)", (_, attention) => {
   // scales buffer: scale_inv of q, k, v, dO (powers of two, as current scaling with pow2 gives),
   // then the quantisation scales of P (448 = E4M3 max / amax(P) ≤ 1) and dS (not a power of two).
   const sIn = [64, 32, 128, 4096];
@@ -115,7 +123,7 @@ describe("attention, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS)", () => {
   for (const [title, shape] of SHAPES.slice(0, 2)) {
     it(title, () =>
       withGpu(async (gpu) => {
-        const cfg: AttentionConfig = { ...shape, name: "att8", scale: 0.3, fp8 };
+        const cfg: AttentionConfig = { ...shape, name: "att8", scale: 0.3, fp8, subgroups: gpu.caps.subgroups };
         const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
         const q = quantize(rand(B * T * H * DH), "e4m3", sIn[0]);
         const k = quantize(rand(B * T * KV * DH), "e4m3", sIn[1]);

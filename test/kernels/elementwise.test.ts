@@ -4,7 +4,7 @@
 // RoPE 1e-5 too (positions < 16, so the f32 angle θ = pos·f carries ≤ 16·2^-24 of error); FP8/bf16
 // outputs must match the TS codec's codes wherever the oracle is not within 1e-5 of a midpoint.
 import { describe, expect, it } from "vitest";
-import { elementwise, embed, embedGrad, glu, gluGrad, rope, xielu, xieluParamGrad } from "../../compiler/kernels/elementwise.js";
+import { elementwise, embed, embedGrad, embedGradIndexed, glu, gluGrad, rope, tokenIndex, xielu, xieluParamGrad } from "../../compiler/kernels/elementwise.js";
 import type { Ew } from "../../compiler/kernels/reduce.js";
 import { FP8_FORMATS, encodeOne, roundToBF16, unpackFP8 } from "../../runtime/fp8.js";
 import { withGpu } from "../helpers/gpu.js";
@@ -56,6 +56,14 @@ describe("fused elementwise chains", () => {
       const spec = FP8_FORMATS.e5m2;
       expectCodes(unpackFP8(new Uint32Array(out.y), rows * cols), want.map((v) => v * 1000), (v) => encodeOne(v, spec, true));
       expectClose([f32(out.amax)[1]], [Math.max(...want.map(Math.abs))], TOL, "amax");
+      if (gpu.caps.subgroups) {
+        // amax by subgroupMax (no barriers): the same value, exactly (max does not depend on order).
+        const ks = elementwise({ ...cfg, inputs: [...cfg.inputs], out: { dtype: "e5m2", scale: 0, amax: 1, subgroups: true } });
+        expect(ks.wgsl).toContain("subgroupMax");
+        const os = await run(gpu, ks, { ...data, y: rows * cols, scales: Float32Array.of(1000), amax: 8 });
+        expect(f32(os.amax)[1]).toBe(f32(out.amax)[1]);
+        expect(Array.from(new Uint32Array(os.y))).toEqual(Array.from(new Uint32Array(out.y)));
+      }
       const kb = elementwise({ ...cfg, inputs: [...cfg.inputs], out: { dtype: "bf16" } });
       const ob = await run(gpu, kb, { ...data, y: rows * cols * 2 });
       const bits = (v: number): number => new Uint32Array(Float32Array.of(roundToBF16(v)).buffer)[0] >>> 16;
@@ -169,5 +177,14 @@ describe("embedding", () => {
       expectClose(a, want, TOL, "dtable");
       const b = f32((await run(gpu, k, { ids, dy, dtable: V * D * 4 })).dtable);
       expect(Array.from(b)).toEqual(Array.from(a)); // bit-identical run to run
+      // The token-index variant (the training step's) adds the same rows in the same (token) order.
+      const indexed = embedGradIndexed({ name: "embgi", tokens: M, dim: D, vocab: V });
+      const c = f32((await run(gpu, indexed, { index: tokenIndex(ids, V), dy, dtable: V * D * 4 })).dtable);
+      expect(Array.from(c)).toEqual(Array.from(a));
     }));
+  it("token index: ids grouped in token order, out-of-range ids clamped as the lookup clamps them", () => {
+    const idx = tokenIndex(Int32Array.of(2, 0, 2, 5, -1, 2), 4);
+    expect(Array.from(idx.subarray(0, 5))).toEqual([0, 2, 2, 5, 6]); // offsets per id 0..3 and the end
+    expect(Array.from(idx.subarray(5))).toEqual([1, 4, 0, 2, 5, 3]); // id 0: tokens 1, 4 (−1); id 2: 0, 2, 5; id 3: 3 (5)
+  });
 });
