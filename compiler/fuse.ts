@@ -1,6 +1,6 @@
 // The fusion pass: groups the nodes of a (training) graph into kernels — the "kernel IR" the GPU
 // lowering (runtime/gpu-lower.ts) turns into one dispatch or a few per group — and decides how each
-// value is stored (f32, or packed FP8/bf16 where only GEMMs read it). One job: grouping; it never
+// value is stored (f32, or packed FP8/bf16 where only GEMMs, or FP8DPA attention, read it). One job: grouping; it never
 // changes what the graph computes.
 //
 // Fusions, and why each is legal:
@@ -17,13 +17,13 @@
 //   it) with DELAYED scaling: the scale is the stored one, known before the step, so the producer
 //   can encode as it writes and record amax on the way. Current scaling needs the whole tensor's
 //   amax before the first code is written (a pass of its own), blockwise needs each block's amax
-//   first, and a quantize read by a non-GEMM (attention, FP8DPA) keeps the f32 fake cast: neither
-//   fuses. The producer must be a kernel with a cast epilogue (OUTPUT_CAST) and the quantize its
-//   only reader.
+//   first, and a quantize read by a non-GEMM other than FP8DPA attention (which decodes the packed
+//   Q, K, V and dO itself) keeps the f32 fake cast: neither fuses. The producer must be a kernel with
+//   a cast epilogue (OUTPUT_CAST) and the quantize its only reader.
 import type { Graph, Node, NodeOf, OpKind } from "./ir.js";
 import type { Ew } from "./kernels/reduce.js";
 
-/** How a value lives in memory: f32, or packed codes (4 FP8 / 2 bf16 per u32) read only by GEMMs. */
+/** How a value lives in memory: f32, or packed codes (4 FP8 / 2 bf16 per u32) read only by GEMMs (FP8: or by FP8DPA attention). */
 export type Storage = "f32" | "bf16" | "e4m3" | "e5m2";
 
 export type GemmAct = "gelu" | "silu" | "tanh";
@@ -115,14 +115,49 @@ function readersOf(g: Graph): { readers: number[][]; isOutput: boolean[] } {
 
 /**
  * Storage of every value: a quantize read only by GEMMs (not blockwise: the GEMM takes one scale
- * per tensor) stores FP8 codes; a bf16 cast read only by GEMMs stores bf16; everything else f32.
+ * per tensor) stores FP8 codes; so does one read only by GEMMs and FP8DPA attention (Q, K, V as
+ * E4M3 and dO as E5M2: the attention kernels decode the codes with 1/s, compiler/kernels/attention.ts
+ * `f32Inputs: false`), when every FP8 input of each attention reading it is stored so too (the
+ * kernels take all of Q, K, V, dO packed or all f32) and head_dim holds whole 4-code words. A bf16
+ * cast read only by GEMMs stores bf16; everything else f32.
  */
 export function storageOf(g: Graph, { readers, isOutput } = readersOf(g)): Storage[] {
   const onlyGemms = (id: number): boolean => !isOutput[id] && readers[id].length > 0 && readers[id].every((r) => g.nodes[r].op === "matmul");
+  const packable = (id: number): boolean => {
+    const n = g.nodes[id];
+    if (n.op !== "quantize") return false;
+    const slot = g.scaleSlots[n.attrs.slot];
+    return !!slot && slot.scaling.kind !== "blockwise";
+  };
+  /** FP8DPA attention (training graphs: not the decode graph's cached attention, which takes f32). */
+  const fp8Attention = (r: Node): r is NodeOf<"attention"> | NodeOf<"attention_grad"> =>
+    (r.op === "attention" || r.op === "attention_grad") && !!r.attrs.fp8 && !r.attrs.cached;
+  // Quantizes read by FP8DPA attention (and GEMMs): packed unless one of an attention's FP8 inputs
+  // cannot be, in which case none of that attention's inputs are (to a fixed point: inputs are shared
+  // by the forward and the three gradient nodes).
+  const viaAttention = new Set<number>();
+  for (const n of g.nodes) {
+    if (!packable(n.id) || isOutput[n.id] || readers[n.id].length === 0) continue;
+    const rs = readers[n.id].map((r) => g.nodes[r]);
+    if (!rs.some(fp8Attention) || !rs.every((r) => r.op === "matmul" || fp8Attention(r))) continue;
+    const format = g.scaleSlots[(n as NodeOf<"quantize">).attrs.slot].format;
+    const fits = rs.every((r) => !fp8Attention(r) || (r.attrs.headDim % 4 === 0 && r.inputs.every((i, k) => i !== n.id || format === (k === 3 ? "e5m2" : "e4m3"))));
+    if (fits) viaAttention.add(n.id);
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const r of g.nodes) {
+      if (!fp8Attention(r)) continue;
+      const ins = r.inputs.slice(0, r.op === "attention" ? 3 : 4);
+      if (ins.some((i) => viaAttention.has(i)) && !ins.every((i) => viaAttention.has(i))) {
+        for (const i of ins) changed = viaAttention.delete(i) || changed;
+      }
+    }
+  }
   return g.nodes.map((n): Storage => {
     if (n.op === "quantize") {
       const slot = g.scaleSlots[n.attrs.slot];
-      return slot && slot.scaling.kind !== "blockwise" && onlyGemms(n.id) ? slot.format : "f32";
+      return slot && packable(n.id) && (onlyGemms(n.id) || viaAttention.has(n.id)) ? slot.format : "f32";
     }
     if (n.op === "cast" && n.attrs.to === "bf16" && onlyGemms(n.id)) return "bf16";
     return "f32";

@@ -1,7 +1,7 @@
 // The kernels only the GPU runtime needs, generated like compiler/kernels/*: FP8 fake quantisation
 // through a scale slot (delayed, current, blockwise), bf16 rounding, the per-step scale update, and
 // AdamW. Each mirrors runtime/scale-state.ts / runtime/optimizer.ts formula for formula.
-import { FLAT_WG, type KernelSource, finish, fp8Codec, grid } from "../compiler/kernels/reduce.js";
+import { FLAT_WG, type KernelSource, atomicMaxOf, finish, fp8Codec, grid } from "../compiler/kernels/reduce.js";
 import { wgslBf16Encode } from "../compiler/kernels/fp8.js";
 import type { Fp8Format } from "../compiler/ir.js";
 import { WgslBuilder, fmtF32 } from "../compiler/wgsl.js";
@@ -127,6 +127,8 @@ export interface FakeQuantConfig {
   saturate: boolean;
   /** Record amax(x) into the slot's current history entry (false when another kernel does). */
   record: boolean;
+  /** The adapter has subgroups: the amax by subgroupMax, no barrier (reduce.ts atomicMaxOf). */
+  subgroups?: boolean;
 }
 
 /**
@@ -143,7 +145,6 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
   if (cfg.record) {
     b.bind("heads", "u32");
     b.bind("hist", "atomic<u32>", "read_write");
-    b.workgroupArray("wg_amax", "atomic<u32>", 1);
   }
   const c = fp8Codec(b, cfg.format, cfg.saturate);
   const body = [
@@ -156,13 +157,7 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
     `  bits = ${ABS_BITS("v")};`,
     `}`,
   ];
-  if (cfg.record) {
-    body.push(
-      `atomicMax(&wg_amax[0], bits);`,
-      `workgroupBarrier();`,
-      `if (lidx == 0u) { atomicMax(&hist[${RING} + heads[${SLOT}]], atomicLoad(&wg_amax[0])); }`,
-    );
-  }
+  if (cfg.record) body.push(...atomicMaxOf(b, "bits", `hist[${RING} + heads[${SLOT}]]`, cfg.subgroups ?? false));
   return finish(b, WG, body, grid(Math.ceil(cfg.n / WG)));
 }
 
@@ -170,19 +165,16 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
 // serves every tensor size; `n` only sizes the dispatch.
 
 /** amax[index] = max(amax[index], max |x|) on the f32 bits (the buffer is cleared each step). Bindings: x, slot_info, amax. */
-export function absmaxBits(cfg: { name: string; n: number }): KernelSource {
+export function absmaxBits(cfg: { name: string; n: number; subgroups?: boolean }): KernelSource {
   const b = new WgslBuilder(cfg.name, "absmax");
   b.bind("x", "f32");
   b.bind("slot_info", "u32");
   b.bind("amax", "atomic<u32>", "read_write");
-  b.workgroupArray("wg_amax", "atomic<u32>", 1);
   const body = [
     `let i = ${FLAT_WG} * ${WG}u + lidx;`,
     `var bits = 0u;`,
     `for (var e = i; e < arrayLength(&x); e = e + ${WG}u * nwg.x * nwg.y) { bits = max(bits, ${ABS_BITS("x[e]")}); }`,
-    `atomicMax(&wg_amax[0], bits);`,
-    `workgroupBarrier();`,
-    `if (lidx == 0u) { atomicMax(&amax[${ATOMIC}], atomicLoad(&wg_amax[0])); }`,
+    ...atomicMaxOf(b, "bits", `amax[${ATOMIC}]`, cfg.subgroups ?? false),
   ];
   return finish(b, WG, body, grid(Math.min(1024, Math.ceil(cfg.n / WG))));
 }

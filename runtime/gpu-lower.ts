@@ -185,15 +185,35 @@ function normConfig(n: NodeOf<"rmsnorm" | "layernorm" | "rmsnorm_grad" | "layern
 
 /**
  * FP8DPA (attrs.fp8): P (E4M3) and dS (E5M2) are fake-quantised inside the attention kernels with
- * their slots' delayed scales, gathered into a 2-word buffer so that one pipeline serves every
+ * their slots' delayed scales, gathered into a small buffer so that one pipeline serves every
  * layer; the kernels record amax(P) / amax(dS) into an aligned pair of per-step scratch words, and a
  * record kernel moves each into its slot's history. The scales must be delayed (the kernels cast
  * with a stored scale; current/blockwise P/dS scaling would need a pass over the attention first).
+ * Q, K, V and dO stored as FP8 codes (compiler/fuse.ts storageOf: all four or none) are decoded by
+ * the kernels with their 1/s, gathered from the aligned copies into the same buffer, one pair per
+ * binding-aligned region of A = offsetAlign/4 words: [s_P, s_dS] at 0, [1/s_Q, 1/s_K] at A,
+ * [1/s_V, 1/s_V] at 2A (with the forward, after Q, K, V's casts), [1/s_dO, 1/s_dO] at 3A (with the
+ * backward, after dO's cast). Otherwise they arrive as f32 fake-quantised values (`f32Inputs`).
  */
 function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
   const f = n.attrs.fp8;
   if (!f) return undefined;
-  return cx.memo(`attn_fp8:${f.p},${f.ds}`, () => {
+  const inputs = n.op === "attention" ? 3 : 4;
+  const stored = Array.from({ length: inputs }, (_, i) => cx.storage(i));
+  const packed = stored.every((s) => s !== "f32");
+  if (!packed && stored.some((s) => s !== "f32")) cx.fail(`FP8DPA attention reads Q, K, V${inputs === 4 ? ", dO" : ""} stored as ${stored.join(", ")}: the kernels take all packed or all f32`);
+  const A = cx.opts.offsetAlign / 4;
+  /** Gathers the 1/s of the quantizes feeding inputs `ins` into the pair at word `at` of `y`. */
+  const gatherInv = (y: number, at: number, ins: [number, number], what: string): void => {
+    const views = ins.map((i) => {
+      const q = cx.graph.nodes[n.inputs[i]];
+      if (q.op !== "quantize") return cx.fail(`FP8DPA input ${i} (%${q.id}) is stored as ${stored[i]} but is not a quantize`);
+      return cx.aligned(q.attrs.slot, "inv");
+    });
+    const slot_info = cx.constant(Uint32Array.from(views, (v) => v.offset / 4), what);
+    cx.kernel(what, rk.gatherScales({ name: kname(n) }), { slot_info, scales: { buffer: views[0].buffer, offset: 0 }, y: { buffer: y, offset: at * 4, bytes: 8 } });
+  };
+  const fp8 = cx.memo(`attn_fp8:${f.p},${f.ds}`, () => {
     const slots = [cx.graph.scaleSlots[f.p], cx.graph.scaleSlots[f.ds]];
     slots.forEach((s, i) => {
       const want = i === 0 ? "e4m3" : "e5m2";
@@ -202,26 +222,35 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
       if (s.format !== want || !s.saturate) cx.fail(`FP8DPA's ${i === 0 ? "P" : "dS"} slot "${s.name}" is ${s.format}${s.saturate ? "" : " non-saturating"}; the GPU attention kernels cast P to saturating e4m3 and dS to saturating e5m2`);
     });
     const state = stateOf(cx);
-    const pair = cx.scratch(8, "P/dS scales");
+    const pair = cx.scratch(packed ? 3 * A * 4 + 8 : 8, "P/dS scales");
     const idx = Uint32Array.of(f.p, f.ds);
-    cx.kernel("P/dS scales", rk.gatherScales({ name: kname(n) }), { slot_info: cx.constant(idx, "P/dS slots"), scales: state.scales, y: pair });
+    cx.kernel("P/dS scales", rk.gatherScales({ name: kname(n) }), { slot_info: cx.constant(idx, "P/dS slots"), scales: state.scales, y: packed ? { buffer: pair, offset: 0, bytes: 8 } : pair });
+    if (packed) {
+      gatherInv(pair, A, [0, 1], "Q/K 1/s");
+      gatherInv(pair, 2 * A, [2, 2], "V 1/s");
+    }
     const at = cx.atomics(2, true);
     const amax = cx.external(KEYS.atomics, 0);
     const record = (which: 0 | 1): void => {
       const info = rk.slotInfo(cx.ring(which === 0 ? f.p : f.ds), at + which);
       cx.kernel(`record amax ${which === 0 ? "P" : "dS"}`, rk.recordAmax({ name: kname(n) }), { slot_info: cx.constant(info, "slot"), amax, heads: state.heads, hist: state.hist });
     };
+    const scaleInv = packed ? { q: A, k: A + 1, v: 2 * A, dO: 3 * A } : { q: 0, k: 0, v: 0, dO: 0 };
     return {
-      cfg: { scaleInv: { q: 0, k: 0, v: 0, dO: 0 }, scale: { p: 0, dS: 1 }, amax: { p: 0, dS: 1 }, f32Inputs: true },
+      cfg: { scaleInv, scale: { p: 0, dS: 1 }, amax: { p: 0, dS: 1 }, f32Inputs: !packed },
       bind: { scales: pair, amax: { buffer: amax, offset: at * 4, bytes: 8 } },
       record,
+      pair,
     };
   });
+  if (fp8.cfg.f32Inputs === packed) cx.fail("FP8DPA attention: the forward and backward read Q, K, V in different storage");
+  if (packed && n.op === "attention_grad") cx.memo(`attn_fp8_do:${f.p},${f.ds}`, () => gatherInv(fp8.pair, 3 * A, [3, 3], "dO 1/s"));
+  return fp8;
 }
 
 /**
  * One attention pass. CPU adapters: a row per invocation, no barriers (attention-rows.ts; 8× faster
- * than the tiles on lavapipe, docs/kernels.md). Else tiles; for short sequences tiles of the
+ * than the tiles on lavapipe, docs/kernels.md). Else FMA tiles; for short sequences tiles of the
  * sequence's size (less work, faster compiles) when they fit.
  */
 function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
@@ -240,8 +269,9 @@ function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOp
 
 /** Attention forward (O, lse) for q, k, v, shared by the forward node and every backward node that needs it. */
 function attentionFwd(cx: Ctx, n: NodeOf<"attention" | "attention_grad">): { o: number; lse: number } {
-  const [q, k, v] = [0, 1, 2].map((i) => cx.in(i));
-  return cx.memo(`attn:${q},${k},${v}`, () => {
+  const [q, k, v] = [0, 1, 2].map((i) => cx.in(i, !!n.attrs.fp8)); // FP8DPA: maybe codes (attentionFp8)
+  // Keyed by the input nodes: the backward may read Q, K, V through its own copies (gpu-plan.ts recompute).
+  return cx.memo(`attn:${n.inputs.slice(0, 3).join(",")}`, () => {
     const fp8 = attentionFp8(n, cx);
     const cfg = attnConfig(n, cx, fp8?.cfg);
     const o = cx.scratch(numel(cx.shape(0)) * 4, "attention output");
@@ -303,7 +333,7 @@ const lowerQuantize: Lower<"quantize"> = (n, cx) => {
   const fmax = FP8_FORMATS[slot.format].maxFinite;
   const state = stateOf(cx);
   const sc = slot.scaling;
-  const base = { name: kname(n), n: nel, format: slot.format, saturate: slot.saturate };
+  const base = { name: kname(n), n: nel, format: slot.format, saturate: slot.saturate, subgroups: !!cx.opts.caps?.subgroups };
   const packed = cx.outStorage !== "f32";
   const packTo = (c: CastBinding): void =>
     cx.kernel("quantize", ew.elementwise({ name: kname(n), rows: 1, cols: nel, inputs: ["none"], expr: { in: 0 }, out: c.out }), { in0: x, y, ...c.bind });
@@ -314,7 +344,7 @@ const lowerQuantize: Lower<"quantize"> = (n, cx) => {
   } else if (sc.kind === "current") {
     const slot_info = cx.constant(rk.slotInfo(ring, cx.atomics(1, false)), "slot");
     const amax = cx.external(KEYS.atomics, 0);
-    cx.kernel("amax", rk.absmaxBits({ name: kname(n), n: nel }), { x, slot_info, amax });
+    cx.kernel("amax", rk.absmaxBits({ name: kname(n), n: nel, subgroups: !!cx.opts.caps?.subgroups }), { x, slot_info, amax });
     const recipe = { fmax, margin: sc.margin, pow2: sc.pow2 };
     if (packed) {
       const aligned = cx.aligned(slot.id, "scale").buffer;
@@ -542,7 +572,7 @@ export const LOWERING = {
   rmsnorm_grad: (n, cx) => lowerNormGrad(n, cx),
   layernorm_grad: (n, cx) => lowerNormGrad(n, cx),
   attention_grad: (n, cx) => {
-    const [q, k, v, dout] = [0, 1, 2, 3].map((i) => cx.in(i));
+    const [q, k, v, dout] = [0, 1, 2, 3].map((i) => cx.in(i, !!n.attrs.fp8)); // FP8DPA: maybe codes (attentionFp8)
     const g = cx.memo(`attn_bwd:${q},${k},${v},${dout}`, () => {
       const fp8 = attentionFp8(n, cx);
       const cfg = attnConfig(n, cx, fp8?.cfg);

@@ -1,10 +1,13 @@
 // Graph IR → GPU plan: the fusion pass (compiler/fuse.ts) groups the nodes into kernels, each group
 // goes through the lowering (runtime/gpu-lower.ts) into generated kernels over logical buffers (f32,
-// or packed FP8/bf16 where only GEMMs read a value), plus the rest of a training step (grad norm,
-// clip + AdamW, FP8 scale update). runtime/gpu-build.ts turns a plan into device objects once.
+// or packed FP8/bf16 where only GEMMs, or FP8DPA attention, read a value), plus the rest of a training
+// step (grad norm, clip + AdamW, FP8 scale update). FP8 casts saved for the backward that it can
+// compute again are computed again there (recomputed). runtime/gpu-build.ts turns a plan into
+// device objects once.
 import { fuseGraph, type KernelGraph, type KernelGroup, type Storage } from "../compiler/fuse.js";
 import type { Graph, ScaleSlot } from "../compiler/ir.js";
-import { numel, paramNodes } from "../compiler/ir.js";
+import { LEAF_OPS, numel, paramNodes } from "../compiler/ir.js";
+import { elementwise } from "../compiler/kernels/elementwise.js";
 import { type KernelSource, reduce } from "../compiler/kernels/reduce.js";
 import { pruneGraph } from "./cpu-executor.js";
 import { FP8_FORMATS } from "./fp8.js";
@@ -33,6 +36,8 @@ export interface PlanBuffer {
   init?: Float32Array | Uint32Array;
   /** Zeroed at the start of every command buffer (atomic amax scratch). */
   clear?: boolean;
+  /** The graph node whose kernel group made it (the group's output node; absent: step-level buffers). */
+  node?: number;
 }
 
 export interface PlanKernel {
@@ -42,6 +47,8 @@ export interface PlanKernel {
   bindings: BufferView[];
   /** FLOPs (GEMM 2MNK, attention its GEMMs' FLOPs, else 0) and bytes its bindings span, for achieved TFLOP/s and GB/s. */
   cost?: KernelCost;
+  /** The graph node whose kernel group it computes (the group's output node; absent: step-level kernels). */
+  node?: number;
 }
 
 export interface GraphPlan {
@@ -73,6 +80,52 @@ export function probeOutputNames(g: Graph): string[] {
   return Object.keys(g.outputs).filter((k) => g.nodes[g.outputs[k]].role === "probe");
 }
 
+/**
+ * Packed FP8 casts saved for the backward (read by forward and backward nodes) that the backward
+ * computes again instead, at its first reader, so that the forward's codes are freed after the
+ * forward's last reader rather than living through the step: those whose inputs are parameters,
+ * inputs or constants (a weight's codes: fprop, then dgrad) or values the backward reads anyway,
+ * after that point (the GELU output's codes, fc2's wgrad operand, from fc1's output, which the GELU
+ * gradient reads; Q and K after RoPE from the tanh outputs; the attention output's codes from O).
+ * Delayed or current scaling: the cast uses the scale the forward cast with (nothing changes it
+ * before the step's scale update), so the codes are the same. Maps each to its kernel group. BF16
+ * casts are left alone (BF16 steps plan as before).
+ */
+function recomputed(g: Graph, fused: KernelGraph): Map<number, KernelGroup> {
+  const readers: number[][] = g.nodes.map(() => []);
+  for (const n of g.nodes) for (const i of new Set(n.inputs)) readers[i].push(n.id);
+  const isOutput = new Set(Object.values(g.outputs));
+  const groupOf = new Map<number, KernelGroup>();
+  for (const grp of fused.groups) groupOf.set(grp.output, grp);
+  // An attention's output O is also read by its gradient nodes' kernels (D = rowsum(dO⊙O), gpu-lower.ts).
+  const savedO = new Map<number, number[]>();
+  const attn = new Map<string, number>();
+  for (const n of g.nodes) {
+    if (n.op !== "attention" && n.op !== "attention_grad") continue;
+    const key = n.inputs.slice(0, 3).join(",");
+    if (n.op === "attention" && !n.attrs.cached) attn.set(key, n.id);
+    const a = attn.get(key);
+    if (n.op === "attention_grad" && a !== undefined) savedO.set(a, [...(savedO.get(a) ?? []), n.id]);
+  }
+  const out = new Map<number, KernelGroup>();
+  for (const q of g.nodes) {
+    const st = fused.storage[q.id];
+    if (q.op !== "quantize" || (st !== "e4m3" && st !== "e5m2") || isOutput.has(q.id)) continue;
+    const kind = g.scaleSlots[q.attrs.slot]?.scaling.kind;
+    const grp = groupOf.get(q.id);
+    if ((kind !== "delayed" && kind !== "current") || !grp) continue;
+    const bwd = readers[q.id].filter((r) => g.nodes[r].role === "bwd");
+    if (bwd.length === 0 || !readers[q.id].some((r) => g.nodes[r].role === "fwd")) continue;
+    const at = Math.min(...bwd);
+    // The group's inputs: external, or f32 values a backward node at or after `at` reads anyway.
+    const ins = grp.kind === "elementwise" ? grp.inputs : grp.kind === "node" ? g.nodes[grp.node].inputs : grp.kind === "embed" ? g.nodes[grp.embed].inputs : undefined;
+    const alive = (i: number): boolean =>
+      LEAF_OPS.has(g.nodes[i].op) || (fused.storage[i] === "f32" && [...readers[i], ...(savedO.get(i) ?? [])].some((r) => r >= at && g.nodes[r].role === "bwd"));
+    if (ins && ins.length > 0 && ins.every(alive)) out.set(q.id, grp);
+  }
+  return out;
+}
+
 /** Builds plans: kernel groups → kernels and logical buffers. */
 class Planner {
   readonly buffers: PlanBuffer[] = [];
@@ -85,20 +138,52 @@ class Planner {
   private alignedBuffer: number | undefined;
   /** Amaxes fused FP8 casts capture in the per-step scratch, recorded into the slots' histories at the end. */
   private readonly amaxRecords: { slot: number; atomic: number }[] = [];
+  /** The output node of the group being lowered (tags the buffers and kernels it makes). */
+  private current: number | undefined;
+  /** Packed FP8 casts the backward computes again rather than keep from the forward (see recomputed), and their backward copies. */
+  private readonly again: Map<number, KernelGroup>;
+  private readonly againValues = new Map<number, number>();
 
   constructor(
     readonly graph: Graph,
     readonly opts: PlanOptions,
     readonly rings: rk.SlotRing[],
     readonly fused: KernelGraph,
-  ) {}
+  ) {
+    this.again = recomputed(graph, fused);
+  }
+
+  /**
+   * The backward's copy of the packed FP8 cast `id` (see recomputed): its kernel group lowered again
+   * into a new buffer, the same kernels as the forward's (the cast's amax is recorded again: the same
+   * value), so the same codes. A lone current-scaling cast only packs again with the scale the
+   * forward's amax set (compiler/kernels/elementwise.ts, as lowerQuantize's packed cast).
+   */
+  private recompute(id: number): number {
+    const hit = this.againValues.get(id);
+    if (hit !== undefined) return hit;
+    const grp = this.again.get(id)!;
+    const q = this.graph.nodes[id];
+    if (q.op !== "quantize") throw new PlanError(`recompute: %${id} is not a quantize`);
+    const slot = this.graph.scaleSlots[q.attrs.slot];
+    if (grp.kind === "node" && grp.node === id && slot.scaling.kind === "current") {
+      const nel = numel(q.shape);
+      const y = this.buffer(storageBytes(nel, this.fused.storage[id]), `${q.name} (backward copy)`, "transient", { node: id });
+      const c = this.castTo(slot, false);
+      const src = elementwise({ name: q.name.replace(/[^A-Za-z0-9]/g, "_"), rows: 1, cols: nel, inputs: ["none"], expr: { in: 0 }, out: c.out });
+      this.kernel(`${q.name} (quantize, again for the backward)`, src, { in0: this.values[q.inputs[0]], y, ...c.bind });
+      this.againValues.set(id, y);
+    } else this.lowerGroup(grp, true);
+    return this.againValues.get(id)!;
+  }
 
   buffer(bytes: number, label: string, kind: PlanBuffer["kind"], extra: Partial<PlanBuffer> = {}): number {
     if (bytes > this.opts.maxBindingBytes) {
       throw new PlanError(`buffer '${label}' needs ${bytes} bytes, over the device's max storage binding of ${this.opts.maxBindingBytes}: use a smaller batch or model`);
     }
     const id = this.buffers.length;
-    this.buffers.push({ id, bytes: Math.max(4, Math.ceil(bytes / 4) * 4), label, kind, ...extra });
+    const node = this.current !== undefined && kind !== "external" ? { node: this.current } : {};
+    this.buffers.push({ id, bytes: Math.max(4, Math.ceil(bytes / 4) * 4), label, kind, ...node, ...extra });
     return id;
   }
 
@@ -118,7 +203,7 @@ class Planner {
       if (v === undefined) throw new PlanError(`kernel '${label}': nothing bound to '${b.name}'`);
       return typeof v === "number" ? { buffer: v, offset: 0 } : v;
     });
-    this.kernels.push({ label, source: src, bindings, cost: { flops, bytes: 0 } });
+    this.kernels.push({ label, source: src, bindings, cost: { flops, bytes: 0 }, ...(this.current !== undefined ? { node: this.current } : {}) });
   }
 
   private atomic(count: number, aligned: boolean): number {
@@ -146,7 +231,8 @@ class Planner {
     return { out: { ...base, amax: 0 }, bind };
   }
 
-  lowerGroup(grp: KernelGroup): void {
+  /** Lowers one kernel group; `again`: its backward copy (see recompute), into a new buffer. */
+  lowerGroup(grp: KernelGroup, again = false): void {
     const g = this.graph;
     const n = g.nodes[groupNode(grp)];
     const out = g.nodes[grp.output];
@@ -164,7 +250,7 @@ class Planner {
       const v = this.values[id];
       if (v === undefined) fail(`%${id} has no value`);
       if (!packed && storage[id] !== "f32") fail(`%${id} is stored as ${storage[id]}, which only a GEMM reads`);
-      return v;
+      return n.role === "bwd" && this.again.has(id) ? this.recompute(id) : v;
     };
     const quantize = grp.quantize !== undefined ? g.nodes[grp.quantize] : undefined;
     let cast: CastBinding | undefined;
@@ -177,7 +263,12 @@ class Planner {
       storage: (i) => storage[n.inputs[i]],
       outStorage: storage[out.id],
       value: (id) => value(id),
-      out: () => (this.values[out.id] = this.buffer(storageBytes(numel(out.shape), storage[out.id]), out.name, "transient")),
+      out: () => {
+        const b = this.buffer(storageBytes(numel(out.shape), storage[out.id]), again ? `${out.name} (backward copy)` : out.name, "transient", again ? { node: out.id } : {});
+        if (again) this.againValues.set(out.id, b);
+        else this.values[out.id] = b;
+        return b;
+      },
       cast: () => {
         if (!quantize || quantize.op !== "quantize") return { bind: {} };
         return (cast ??= this.castTo(g.scaleSlots[quantize.attrs.slot], true));
@@ -185,12 +276,13 @@ class Planner {
       castTo: (slot, record) => this.castTo(slot, record),
       aligned: (slot, which) => this.aligned(slot, which),
       alias: (b) => {
+        if (again) fail("a backward copy cannot alias");
         this.values[out.id] = b;
       },
       scratch: (bytes, what) => this.buffer(bytes, `${n.name} ${what}`, "transient"),
       constant: (data, what) => this.buffer(data.byteLength, `${n.name} ${what}`, "const", { init: data }),
       external: (key, bytes) => this.external(key, bytes),
-      kernel: (what, src, bind, flops) => this.kernel(`${out.name} (${what})`, src, bind, flops),
+      kernel: (what, src, bind, flops) => this.kernel(`${out.name} (${what}${again ? ", again for the backward" : ""})`, src, bind, flops),
       memo: <T>(key: string, make: () => T): T => {
         if (!this.memos.has(key)) this.memos.set(key, make());
         return this.memos.get(key) as T;
@@ -199,13 +291,17 @@ class Planner {
       atomics: (count, aligned) => this.atomic(count, aligned),
       fail,
     };
+    const outer = this.current; // a backward copy is lowered inside the (backward) group that reads it, and tagged so
+    this.current = again ? outer : out.id;
     try {
       lowerGroup(grp, cx);
     } catch (e) {
       if (e instanceof PlanError) throw e;
       fail((e as Error).message);
+    } finally {
+      this.current = outer;
     }
-    if (this.values[out.id] === undefined) fail("the lowering made no value");
+    if ((again ? this.againValues.get(out.id) : this.values[out.id]) === undefined) fail("the lowering made no value");
     if (quantize && !cast) fail(`the lowering of ${n.op} wrote no FP8 cast for the fused quantize %${quantize.id}`);
   }
 
