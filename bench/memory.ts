@@ -1,9 +1,10 @@
 // Activation (transient) memory of a .fog file's training step per precision mode, from the GPU
 // plan alone: no GPU. Compiles the file per mode, plans the step (runtime/gpu-plan.ts planTrainStep)
-// with H100-like device limits and caps, assigns the transient buffers to physical ones by lifetime
-// as runtime/gpu-build.ts does, and prints per mode the transient bytes (what bench/train.ts reports
-// as transient_bytes), their ratio to BF16's, and the largest buffers live at the peak of the step
-// with the node that made them, how they are stored, and whether they are saved for the backward.
+// with H100-like device limits and caps, places the transient buffers in arenas by lifetime with
+// runtime/gpu-plan.ts arenaPlan, the allocator runtime/gpu-build.ts builds with, and prints per mode
+// the transient bytes (what bench/train.ts reports as transient_bytes), their ratio to BF16's, and
+// the largest buffers live at the peak of the step with the node that made them, how they are
+// stored, and whether they are saved for the backward.
 //
 // usage: node --import tsx bench/memory.ts FILE.fog [--batch B] [--seq T] [--modes bf16,fp8,fp8dpa] [--top N]
 import { resolve } from "node:path";
@@ -11,7 +12,7 @@ import type { Graph } from "../compiler/ir.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compile } from "../compiler/pipeline.js";
 import { pruneGraph } from "../runtime/cpu-executor.js";
-import { type GraphPlan, type PlanOptions, planTrainStep, probeOutputNames } from "../runtime/gpu-plan.js";
+import { arenaPlan, type PlanOptions, planTrainStep, probeOutputNames } from "../runtime/gpu-plan.js";
 
 const USAGE = "usage: node --import tsx bench/memory.ts FILE.fog [--batch B] [--seq T] [--modes bf16,fp8,fp8dpa] [--top N]";
 const MODES: readonly PrecisionMode[] = ["bf16", "fp8", "fp8dpa"];
@@ -32,42 +33,12 @@ export const H100_PLAN_OPTIONS: PlanOptions = {
   },
 };
 
-/** The physical assignment of runtime/gpu-build.ts memoryPlan (same rule: by lifetime, best fit within 2×). */
-export function transientPlan(plan: GraphPlan): { transient: number; unshared: number; first: Map<number, number>; last: Map<number, number> } {
-  const first = new Map<number, number>();
-  const last = new Map<number, number>();
-  plan.kernels.forEach((k, i) => {
-    for (const b of k.bindings) {
-      if (plan.buffers[b.buffer].kind !== "transient") continue;
-      if (!first.has(b.buffer)) first.set(b.buffer, i);
-      last.set(b.buffer, i);
-    }
-  });
-  const phys = new Map<number, number>();
-  const sizes: number[] = [];
-  const free: number[] = [];
-  const releaseAt = new Map<number, number[]>();
-  for (const [b, l] of last) releaseAt.set(l, [...(releaseAt.get(l) ?? []), b]);
-  plan.kernels.forEach((k, i) => {
-    for (const b of k.bindings) {
-      if (plan.buffers[b.buffer].kind !== "transient" || phys.has(b.buffer)) continue;
-      const need = plan.buffers[b.buffer].bytes;
-      let best = -1;
-      for (let j = 0; j < free.length; j++) {
-        const s = sizes[free[j]];
-        if (s >= need && s <= 2 * need && (best < 0 || s < sizes[free[best]])) best = j;
-      }
-      if (best >= 0) phys.set(b.buffer, free.splice(best, 1)[0]);
-      else {
-        phys.set(b.buffer, sizes.length);
-        sizes.push(need);
-      }
-    }
-    for (const b of releaseAt.get(i) ?? []) free.push(phys.get(b)!);
-  });
-  const unshared = plan.buffers.filter((b) => b.kind === "transient").reduce((a, b) => a + b.bytes, 0);
-  return { transient: sizes.reduce((a, b) => a + b, 0), unshared, first, last };
-}
+/**
+ * maxBufferSize assumed for the H100 (the arenas' cap): Dawn's Vulkan backend assumes 2 GiB where the
+ * driver does not report one (lavapipe reports 4 GiB); at 390M and GPT-2-small a 4 GiB cap plans
+ * within 0.2% of this.
+ */
+export const H100_MAX_BUFFER_BYTES = 2 ** 31;
 
 export interface LiveBuffer {
   label: string;
@@ -84,6 +55,8 @@ export interface ModeMemory {
   seq: number;
   transient: number;
   unshared: number;
+  /** Bytes of each arena holding the transient buffers (runtime/gpu-build.ts builds them so). */
+  arenas: number[];
   /** The most bytes of transient buffers live at once, and the kernel where that happens. */
   peak: number;
   peakKernel: string;
@@ -94,11 +67,11 @@ export interface ModeMemory {
 }
 
 /** Plans `g`'s training step (no probes, as bench/train.ts runs it) and measures its transient memory. */
-export function measure(g: Graph, mode: PrecisionMode, opts: PlanOptions = H100_PLAN_OPTIONS): ModeMemory {
+export function measure(g: Graph, mode: PrecisionMode, opts: PlanOptions = H100_PLAN_OPTIONS, maxBufferBytes = H100_MAX_BUFFER_BYTES): ModeMemory {
   const probes = probeOutputNames(g);
   const step = pruneGraph(g, Object.keys(g.outputs).filter((k) => !probes.includes(k)));
   const plan = planTrainStep(step, opts, { probes: false });
-  const { transient, unshared, first, last } = transientPlan(plan);
+  const { transient, unshared, first, last, arenas } = arenaPlan(plan, { maxBufferBytes, offsetAlign: opts.offsetAlign });
   // Live bytes per kernel: a buffer is live from its first to its last binding kernel.
   const delta = new Float64Array(plan.kernels.length + 1);
   for (const [b, f] of first) {
@@ -131,7 +104,7 @@ export function measure(g: Graph, mode: PrecisionMode, opts: PlanOptions = H100_
   const byStorage: Record<string, number> = {};
   for (const l of live) byStorage[l.storage] = (byStorage[l.storage] ?? 0) + l.bytes;
   const savedBytes = live.filter((l) => l.saved).reduce((a, l) => a + l.bytes, 0);
-  return { mode, batch: step.batch, seq: step.seqLen, transient, unshared, peak, peakKernel: plan.kernels[at].label, live, byStorage, savedBytes };
+  return { mode, batch: step.batch, seq: step.seqLen, transient, unshared, arenas, peak, peakKernel: plan.kernels[at].label, live, byStorage, savedBytes };
 }
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -163,11 +136,11 @@ function main(): void {
   const r0 = results[0];
   console.log(`${files[0]} (${r0.batch} × ${r0.seq} tokens a step): training-step transient memory from the GPU plan (H100 limits; no GPU)`);
   console.log("");
-  console.log("| mode | transient | × BF16 | unshared | live at peak | saved for bwd at peak |");
-  console.log("|---|---|---|---|---|---|");
+  console.log("| mode | transient | × BF16 | arenas | unshared | live at peak | saved for bwd at peak |");
+  console.log("|---|---|---|---|---|---|---|");
   for (const r of results) {
     const ratio = base ? (r.transient / base.transient).toFixed(3) : "-";
-    console.log(`| ${r.mode} | ${mib(r.transient)} | ${ratio} | ${mib(r.unshared)} | ${mib(r.peak)} | ${mib(r.savedBytes)} |`);
+    console.log(`| ${r.mode} | ${mib(r.transient)} | ${ratio} | ${r.arenas.length} | ${mib(r.unshared)} | ${mib(r.peak)} | ${mib(r.savedBytes)} |`);
   }
   for (const r of results) {
     console.log("");

@@ -20,6 +20,9 @@
 //   first, and a quantize read by a non-GEMM other than FP8DPA attention (which decodes the packed
 //   Q, K, V and dO itself) keeps the f32 fake cast: neither fuses. The producer must be a kernel with
 //   a cast epilogue (OUTPUT_CAST) and the quantize its only reader.
+// - the logits' gradient's bf16 cast into the cross-entropy gradient: when the cast is its only
+//   reader and is read only by GEMMs (stored bf16), the gradient kernel rounds and packs as it
+//   writes (the cast kernel's rounding of the same f32 value), so the f32 gradient is never stored.
 import type { Graph, Node, NodeOf, OpKind } from "./ir.js";
 import type { Ew } from "./kernels/reduce.js";
 
@@ -32,7 +35,7 @@ interface GroupBase {
   /** The nodes the group computes, in graph order; only `output`'s value leaves the group. */
   nodes: number[];
   output: number;
-  /** A quantize node (delayed, packed) fused as the output cast of the producer; then `output`. */
+  /** A quantize node (delayed, packed), or the logits' gradient's bf16 cast, fused as the output cast of the producer; then `output`. */
   quantize?: number;
 }
 
@@ -182,6 +185,16 @@ export function fuseGraph(g: Graph): KernelGraph {
     if (r?.op !== "quantize" || storage[r.id] === "f32" || !free(r.id)) return undefined;
     return g.scaleSlots[r.attrs.slot]?.scaling.kind === "delayed" ? r : undefined;
   };
+  /**
+   * The bf16 cast, stored bf16 (read only by GEMMs: the LM head's dgrad and wgrad), that is the
+   * logits' gradient's only reader: the cross-entropy gradient kernel writes it through its cast
+   * epilogue (the same bf16 rounding of the same f32 value), and the f32 gradient is never stored.
+   */
+  const fusableCast = (id: number): NodeOf<"cast"> | undefined => {
+    const r = soleReader(id);
+    if (g.nodes[id].op !== "cross_entropy_grad" || r?.op !== "cast" || r.attrs.to !== "bf16" || storage[r.id] !== "bf16" || !free(r.id)) return undefined;
+    return r;
+  };
 
   /** The expression of the chain rooted at `root`: single-reader elementwise inputs of the same shape inlined. */
   const chain = (root: Node): { nodes: number[]; inputs: number[]; expr: Ew } => {
@@ -255,10 +268,10 @@ export function fuseGraph(g: Graph): KernelGraph {
         }
       }
     }
-    if (n.op === "quantize") {
+    if (n.op === "quantize" || n.op === "cast") {
       // Claimed together with its producer (which comes first in the graph, so is still free).
       const p = g.nodes[n.inputs[0]];
-      if (fusableQuantize(p.id)?.id === id && free(p.id)) {
+      if ((fusableQuantize(p.id) ?? fusableCast(p.id))?.id === id && free(p.id)) {
         const grp = producerGroup(p, id);
         if (grp) {
           claim(grp);

@@ -1,9 +1,9 @@
-// GPU plan → device objects, made once: physical buffers from a lifetime-based memory plan,
+// GPU plan → device objects, made once: transient buffers at offsets inside a few arenas by lifetime,
 // pipelines compiled once per distinct kernel (cached across plans), and one bind group per
 // dispatch; `encode` then records a whole step into a command encoder.
 import { createComputePipeline, DeviceError, type Gpu, withErrorScope } from "./device.js";
 import type { KernelSource } from "../compiler/kernels/reduce.js";
-import { type GraphPlan, PlanError } from "./gpu-plan.js";
+import { arenaPlan, type GraphPlan, PlanError } from "./gpu-plan.js";
 
 /** Compiled pipelines by WGSL text (the first line, a comment naming the kernel, excluded), per device. */
 export class PipelineCache {
@@ -39,50 +39,24 @@ export interface Dispatch {
 /** A plan on a device: physical buffers, pipelines and bind groups, made once; `encode` records one step. */
 export interface BuiltPlan {
   dispatches: Dispatch[];
-  /** The GPU buffer behind a logical buffer (a transient one may be shared with others by lifetime). */
+  /** The GPU buffer behind a pinned, const or external logical buffer (throws for a transient one: see `view`). */
   buffer(id: number): GPUBuffer;
-  /** Bytes of transient memory after lifetime reuse, and before. */
-  memory: { transient: number; unshared: number; const: number };
+  /** Where a logical buffer lives: its own GPU buffer at 0, or a transient one's range inside an arena. */
+  view(id: number): { buffer: GPUBuffer; offset: number; size: number };
+  /**
+   * Bytes of transient memory (the arenas), of the transient buffers before sharing, and of the
+   * constants; `arenas`: how many GPU buffers hold the transient ones.
+   */
+  memory: { transient: number; unshared: number; const: number; arenas: number };
   /** Records the plan's dispatches (after zeroing per-step scratch) into `enc`; `perKernel` gives each its own pass. */
   encode(enc: GPUCommandEncoder, timestamps?: { querySet: GPUQuerySet; perKernel: boolean }): void;
   destroy(): void;
 }
 
 /**
- * Assigns transient buffers to physical ones by lifetime (first to last kernel that binds them):
- * a buffer is reused once its last user has run, best fit within 2× of the size asked.
+ * Makes the plan's buffers (externals from `externals` by key; transient ones at offsets inside a few
+ * arenas, runtime/gpu-plan.ts arenaPlan), pipelines (via `cache`) and bind groups.
  */
-function memoryPlan(plan: GraphPlan): { phys: Map<number, number>; sizes: number[] } {
-  const lastUse = new Map<number, number>();
-  plan.kernels.forEach((k, i) => {
-    for (const b of k.bindings) if (plan.buffers[b.buffer].kind === "transient") lastUse.set(b.buffer, i);
-  });
-  const phys = new Map<number, number>(); // logical → physical index
-  const sizes: number[] = [];
-  const free: number[] = [];
-  const releaseAt = new Map<number, number[]>();
-  for (const [b, l] of lastUse) releaseAt.set(l, [...(releaseAt.get(l) ?? []), b]);
-  plan.kernels.forEach((k, i) => {
-    for (const b of k.bindings) {
-      if (plan.buffers[b.buffer].kind !== "transient" || phys.has(b.buffer)) continue;
-      const need = plan.buffers[b.buffer].bytes;
-      let best = -1;
-      for (let j = 0; j < free.length; j++) {
-        const s = sizes[free[j]];
-        if (s >= need && s <= 2 * need && (best < 0 || s < sizes[free[best]])) best = j;
-      }
-      if (best >= 0) phys.set(b.buffer, free.splice(best, 1)[0]);
-      else {
-        phys.set(b.buffer, sizes.length);
-        sizes.push(need);
-      }
-    }
-    for (const b of releaseAt.get(i) ?? []) free.push(phys.get(b)!);
-  });
-  return { phys, sizes };
-}
-
-/** Makes the plan's buffers (externals from `externals` by key), pipelines (via `cache`) and bind groups. */
 export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMap<string, GPUBuffer>, cache: PipelineCache, label: string): Promise<BuiltPlan> {
   const { device } = gpu;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -90,9 +64,10 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
   const ps = await Promise.all(plan.kernels.map((k) => cache.get(k.source, k.label)));
   const owned: GPUBuffer[] = [];
   const gpuBuf: GPUBuffer[] = [];
-  const { phys, sizes } = memoryPlan(plan);
+  const base: number[] = []; // a transient buffer's offset inside its arena
+  const arena = arenaPlan(plan, { maxBufferBytes: device.limits.maxBufferSize, offsetAlign: device.limits.minStorageBufferOffsetAlignment });
   const physical: GPUBuffer[] = [];
-  const memory = { transient: 0, unshared: 0, const: 0 };
+  const memory = { transient: arena.transient, unshared: arena.unshared, const: 0, arenas: arena.arenas.length };
   const release = (e: unknown): never => {
     for (const b of [...owned, ...physical]) b.destroy();
     throw e;
@@ -100,13 +75,13 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
   await withErrorScope(
     device,
     () => {
-      sizes.forEach((size, pi) => physical.push(device.createBuffer({ size, usage, label: `${label}: transient #${pi}` })));
+      arena.arenas.forEach((size, ai) => physical.push(device.createBuffer({ size: Math.max(4, size), usage, label: `${label}: transient arena #${ai}` })));
       for (const b of plan.buffers) {
         if (b.kind === "transient") {
-          memory.unshared += b.bytes;
-          const pi = phys.get(b.id);
-          if (pi === undefined) continue; // never bound
-          gpuBuf[b.id] = physical[pi];
+          const slot = arena.slots.get(b.id);
+          if (slot === undefined) continue; // never bound
+          gpuBuf[b.id] = physical[slot.arena];
+          base[b.id] = slot.offset;
         } else if (b.kind === "external") {
           const e = externals.get(b.key!);
           if (!e) throw new PlanError(`${label}: no external buffer '${b.key}'`);
@@ -123,7 +98,6 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
     `${label}: buffers`,
   ).catch(release);
   owned.push(...physical);
-  memory.transient = sizes.reduce((a, b) => a + b, 0);
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
   const dispatches = await withErrorScope(
     device,
@@ -135,19 +109,28 @@ export async function buildPlan(gpu: Gpu, plan: GraphPlan, externals: ReadonlyMa
         const bindGroup = device.createBindGroup({
           label: k.label,
           layout: ps[i].getBindGroupLayout(0),
-          entries: k.bindings.map((v, binding) => ({ binding, resource: { buffer: gpuBuf[v.buffer], offset: v.offset, size: v.bytes ?? plan.buffers[v.buffer].bytes } })),
+          entries: k.bindings.map((v, binding) => ({ binding, resource: { buffer: gpuBuf[v.buffer], offset: (base[v.buffer] ?? 0) + v.offset, size: v.bytes ?? plan.buffers[v.buffer].bytes } })),
         });
         return { label: k.label, pipeline: ps[i], bindGroup, workgroups: k.source.workgroups };
       }),
     `${label}: bind groups`,
   ).catch(release);
-  const clears = plan.buffers.filter((b) => b.clear).map((b) => gpuBuf[b.id]);
+  const view = (id: number): { buffer: GPUBuffer; offset: number; size: number } => {
+    const b = plan.buffers[id];
+    if (!b || !gpuBuf[id]) throw new PlanError(`${label}: buffer #${id} has no GPU buffer (a transient buffer no kernel binds)`);
+    return b.kind === "transient" ? { buffer: gpuBuf[id], offset: base[id], size: b.bytes } : { buffer: gpuBuf[id], offset: 0, size: gpuBuf[id].size };
+  };
+  const clears = plan.buffers.filter((b) => b.clear && gpuBuf[b.id]).map((b) => view(b.id));
   return {
     dispatches,
     memory,
-    buffer: (id) => gpuBuf[id],
+    buffer(id) {
+      if (plan.buffers[id]?.kind === "transient") throw new PlanError(`${label}: '${plan.buffers[id].label}' is transient: it lives inside an arena (use view())`);
+      return view(id).buffer;
+    },
+    view,
     encode(enc, timestamps) {
-      for (const b of clears) enc.clearBuffer(b);
+      for (const c of clears) enc.clearBuffer(c.buffer, c.offset, Math.ceil(c.size / 4) * 4);
       const run = (pass: GPUComputePassEncoder, d: Dispatch): void => {
         pass.setPipeline(d.pipeline);
         pass.setBindGroup(0, d.bindGroup);

@@ -270,6 +270,8 @@ class Planner {
         return b;
       },
       cast: () => {
+        // A fused bf16 cast (compiler/fuse.ts: the logits' gradient's): the producer writes bf16.
+        if (quantize?.op === "cast" && quantize.attrs.to === "bf16") return (cast ??= { out: { dtype: "bf16" }, bind: {} });
         if (!quantize || quantize.op !== "quantize") return { bind: {} };
         return (cast ??= this.castTo(g.scaleSlots[quantize.attrs.slot], true));
       },
@@ -302,7 +304,7 @@ class Planner {
       this.current = outer;
     }
     if ((again ? this.againValues.get(out.id) : this.values[out.id]) === undefined) fail("the lowering made no value");
-    if (quantize && !cast) fail(`the lowering of ${n.op} wrote no FP8 cast for the fused quantize %${quantize.id}`);
+    if (quantize && !cast) fail(`the lowering of ${n.op} wrote no ${quantize.op === "cast" ? "bf16" : "FP8"} cast for the fused ${quantize.op} %${quantize.id}`);
   }
 
   /** The kernels every graph plan ends and starts with: fused casts' amax records; the aligned scale copies (first). */
@@ -416,4 +418,118 @@ export function planTrainStep(full: Graph, opts: PlanOptions, options: { probes:
   }
   p.finishCosts();
   return { buffers: p.buffers, kernels: p.kernels, outputs: { ...plan.outputs, sumsq }, rings: plan.rings, histWords: plan.histWords, fused: plan.fused };
+}
+
+/** Where a transient buffer lives: at `offset` inside arena `arena`. */
+export interface ArenaSlot {
+  arena: number;
+  offset: number;
+}
+
+/** Transient buffers placed at offsets inside a few large buffers (see arenaPlan). */
+export interface ArenaPlan {
+  /** Bytes of each arena (its high-water mark, a multiple of the alignment). */
+  arenas: number[];
+  /** Logical transient buffer → its place (buffers no kernel binds have none). */
+  slots: Map<number, ArenaSlot>;
+  /** First and last kernel binding each placed buffer (inclusive). */
+  first: Map<number, number>;
+  last: Map<number, number>;
+  /** Σ arenas, and the transient buffers' bytes before sharing. */
+  transient: number;
+  unshared: number;
+}
+
+export interface ArenaLimits {
+  /** The device's maxBufferSize: no arena is larger. */
+  maxBufferBytes: number;
+  /** minStorageBufferOffsetAlignment: every offset is a multiple of it. */
+  offsetAlign: number;
+}
+
+/**
+ * Places the plan's transient buffers at offsets inside a few large buffers ("arenas") by lifetime
+ * (first to last kernel binding them): two buffers overlap in memory only if no kernel lies in both
+ * lifetimes. Offsets are multiples of `offsetAlign` (a kernel's views add their own aligned offsets);
+ * no arena exceeds `maxBufferBytes`. WebGPU forbids one buffer bound read-only and read-write by the
+ * same dispatch (a usage-scope rule on the whole buffer, disjoint ranges included), so a buffer never
+ * shares an arena with one that a kernel binds with the other access. Greedy placements (buffers by
+ * first use, and by size, largest first; each at the lowest offset that fits among the buffers
+ * already placed whose lifetimes overlap, in the allowed arena that grows least), the smallest kept.
+ */
+export function arenaPlan(plan: GraphPlan, limits: ArenaLimits): ArenaPlan {
+  const align = Math.max(4, limits.offsetAlign);
+  const cap = Math.floor(limits.maxBufferBytes / align) * align;
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  const conflicts = new Map<number, Set<number>>();
+  const link = (a: number, b: number): void => {
+    if (a === b) return;
+    if (!conflicts.has(a)) conflicts.set(a, new Set());
+    conflicts.get(a)!.add(b);
+  };
+  plan.kernels.forEach((k, i) => {
+    const reads: number[] = [];
+    const writes: number[] = [];
+    k.bindings.forEach((v, j) => {
+      if (plan.buffers[v.buffer].kind !== "transient") return;
+      if (!first.has(v.buffer)) first.set(v.buffer, i);
+      last.set(v.buffer, i);
+      (k.source.bindings[j]?.access === "read" ? reads : writes).push(v.buffer);
+    });
+    for (const r of reads) for (const w of writes) link(r, w), link(w, r);
+  });
+  const ids = [...first.keys()];
+  const size = (b: number): number => Math.ceil(plan.buffers[b].bytes / align) * align;
+  for (const b of ids) {
+    if (size(b) > cap) throw new PlanError(`buffer '${plan.buffers[b].label}' needs ${plan.buffers[b].bytes} bytes, over the device's max buffer size of ${limits.maxBufferBytes}`);
+  }
+  const place = (order: readonly number[]): { arenas: number[]; slots: Map<number, ArenaSlot> } => {
+    const arenas: number[] = [];
+    const members: number[][] = [];
+    const slots = new Map<number, ArenaSlot>();
+    for (const b of order) {
+      const need = size(b);
+      const [f, l] = [first.get(b)!, last.get(b)!];
+      const forbidden = new Set<number>();
+      for (const c of conflicts.get(b) ?? []) {
+        const s = slots.get(c);
+        if (s) forbidden.add(s.arena);
+      }
+      let best: { arena: number; offset: number; growth: number } | undefined;
+      for (let a = 0; a < arenas.length; a++) {
+        if (forbidden.has(a)) continue;
+        // [start, end) of this arena's buffers live at some kernel of b's lifetime, by offset.
+        const busy = members[a]
+          .filter((o) => first.get(o)! <= l && last.get(o)! >= f)
+          .map((o) => [slots.get(o)!.offset, slots.get(o)!.offset + size(o)])
+          .sort((x, y) => x[0] - y[0]);
+        let offset = 0;
+        for (const [s, e] of busy) {
+          if (s - offset >= need) break;
+          offset = Math.max(offset, e);
+        }
+        if (offset + need > cap) continue;
+        const growth = Math.max(0, offset + need - arenas[a]);
+        if (!best || growth < best.growth) best = { arena: a, offset, growth };
+        if (growth === 0) break;
+      }
+      if (!best) {
+        arenas.push(0);
+        members.push([]);
+        best = { arena: arenas.length - 1, offset: 0, growth: need };
+      }
+      slots.set(b, { arena: best.arena, offset: best.offset });
+      members[best.arena].push(b);
+      arenas[best.arena] = Math.max(arenas[best.arena], best.offset + need);
+    }
+    return { arenas, slots };
+  };
+  const byFirst = [...ids].sort((a, b) => first.get(a)! - first.get(b)! || size(b) - size(a) || a - b);
+  const bySize = [...ids].sort((a, b) => size(b) - size(a) || first.get(a)! - first.get(b)! || a - b);
+  const total = (p: { arenas: number[] }): number => p.arenas.reduce((x, y) => x + y, 0);
+  const tries = [place(byFirst), place(bySize)];
+  const pick = tries.reduce((x, y) => (total(y) < total(x) ? y : x));
+  const unshared = plan.buffers.filter((b) => b.kind === "transient").reduce((a, b) => a + b.bytes, 0);
+  return { ...pick, first, last, transient: total(pick), unshared };
 }

@@ -9,7 +9,7 @@
 // (row max and sum online), then P = exp(S − lse) normalised, as attention.ts's FP8 path does.
 import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
-import type { AttentionConfig, AttentionPass } from "./attention.js";
+import { type AttentionConfig, type AttentionPass, bindAttention } from "./attention.js";
 import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, nextPow2, unpack4 } from "./reduce.js";
 
 const NEG = fmtF32(-1e30); // masked logit: exp(NEG − m) = 0 for any finite row max m
@@ -33,19 +33,7 @@ export function attentionRows(cfg: AttentionConfig, pass: AttentionPass, rowsPer
   const codec = (fmt: Fp8Format): Codec => (codecs[fmt] ??= fp8Codec(b, fmt, true));
 
   // Rows as vec4s (head_dim % 4 == 0): f32 tensors bound as vec4<f32>, FP8 ones as u32 words of four codes.
-  const F4 = packed ? "u32" : "vec4<f32>";
-  b.bind("q", F4);
-  b.bind("k", F4);
-  b.bind("v", F4);
-  if (pass === "fwd") b.bind("o", "vec4<f32>", "read_write");
-  if (pass === "bwd_dq") b.bind("o", "vec4<f32>");
-  if (pass !== "fwd") b.bind("dout", F4);
-  b.bind("lse", "f32", pass === "fwd" ? "read_write" : "read");
-  if (pass !== "fwd") b.bind("delta", "f32", pass === "bwd_dq" ? "read_write" : "read");
-  for (const g of pass === "fwd" ? [] : pass === "bwd_dq" ? ["dq"] : ["dk", "dv"]) b.bind(g, "vec4<f32>", "read_write");
-  const amaxIdx = fp8?.amax ? (pass === "fwd" ? fp8.amax.p : pass === "bwd_dkv" ? fp8.amax.dS : undefined) : undefined;
-  if (fp8) b.bind("scales", "f32");
-  if (amaxIdx !== undefined) b.bind("amax", "atomic<u32>", "read_write");
+  const amaxIdx = bindAttention(b, pass, fp8, packed ? "u32" : "vec4<f32>", "vec4<f32>");
 
   // Four elements c4·4.. of the head starting at column col0 of token row `row` (f32, or decoded FP8 codes × scale_inv).
   const loader = (src: string, width: string, fmt?: Fp8Format, sinv?: number): string => {

@@ -2,7 +2,7 @@
 // that writes O and the row log-sum-exp, and a backward in two deterministic kernels (dQ, which also
 // writes D = rowsum(dO⊙O); then dK/dV), with no T×T buffer. GQA and FP8DPA casts are options.
 import type { Fp8Format } from "../ir.js";
-import { WgslBuilder, fmtF32 } from "../wgsl.js";
+import { type ElemType, WgslBuilder, fmtF32 } from "../wgsl.js";
 import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, laneReduce, unpack4 } from "./reduce.js";
 
 /**
@@ -88,6 +88,28 @@ export function attentionTiles(cfg: AttentionConfig, pass: AttentionPass): Atten
   return best;
 }
 
+/**
+ * Declares a pass's bindings in the documented order (see AttentionPass), the contract every
+ * attention generator keeps: inputs q, k, v (and dout) as `input` elements (f32, vec4<f32>, or u32
+ * words of four FP8 codes), o/dq/dk/dv as `rows` elements, lse/delta f32, then with FP8DPA `scales`
+ * and (fwd, bwd_dkv) `amax`. Returns the index into `amax` this pass records, if any.
+ */
+export function bindAttention(b: WgslBuilder, pass: AttentionPass, fp8: AttentionFp8 | undefined, input: ElemType, rows: ElemType): number | undefined {
+  b.bind("q", input);
+  b.bind("k", input);
+  b.bind("v", input);
+  if (pass === "fwd") b.bind("o", rows, "read_write");
+  if (pass === "bwd_dq") b.bind("o", rows);
+  if (pass !== "fwd") b.bind("dout", input);
+  b.bind("lse", "f32", pass === "fwd" ? "read_write" : "read");
+  if (pass !== "fwd") b.bind("delta", "f32", pass === "bwd_dq" ? "read_write" : "read");
+  for (const g of pass === "fwd" ? [] : pass === "bwd_dq" ? ["dq"] : ["dk", "dv"]) b.bind(g, rows, "read_write");
+  const amaxIdx = fp8?.amax ? (pass === "fwd" ? fp8.amax.p : pass === "bwd_dkv" ? fp8.amax.dS : undefined) : undefined;
+  if (fp8) b.bind("scales", "f32");
+  if (amaxIdx !== undefined) b.bind("amax", "atomic<u32>", "read_write");
+  return amaxIdx;
+}
+
 /** Generates one attention kernel (see AttentionPass for its bindings, in order). */
 export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSource {
   const { batch, seqLen: T, heads: H, kvHeads: HKV, headDim: DH, causal, fp8 } = cfg;
@@ -111,19 +133,7 @@ export function attention(cfg: AttentionConfig, pass: AttentionPass): KernelSour
   const codecs: Partial<Record<Fp8Format, Codec>> = {};
   const codec = (fmt: Fp8Format): Codec => (codecs[fmt] ??= fp8Codec(b, fmt, true));
 
-  // Bindings, in the documented order.
-  b.bind("q", inT);
-  b.bind("k", inT);
-  b.bind("v", inT);
-  if (pass === "fwd") b.bind("o", "f32", "read_write");
-  if (pass === "bwd_dq") b.bind("o", "f32");
-  if (pass !== "fwd") b.bind("dout", inT);
-  b.bind("lse", "f32", pass === "fwd" ? "read_write" : "read");
-  if (pass !== "fwd") b.bind("delta", "f32", pass === "bwd_dq" ? "read_write" : "read");
-  for (const g of pass === "fwd" ? [] : pass === "bwd_dq" ? ["dq"] : ["dk", "dv"]) b.bind(g, "f32", "read_write");
-  const amaxIdx = fp8?.amax ? (pass === "fwd" ? fp8.amax.p : pass === "bwd_dkv" ? fp8.amax.dS : undefined) : undefined;
-  if (fp8) b.bind("scales", "f32");
-  if (amaxIdx !== undefined) b.bind("amax", "atomic<u32>", "read_write");
+  const amaxIdx = bindAttention(b, pass, fp8, inT, "f32");
 
   // Workgroup tiles: q/dO rows [BR, RS], k/v rows [BC, RS], probabilities [rows, across]. Rows are
   // RS = DH + 1 apart so the lanes of a dot product (different rows, same d) hit different banks.
