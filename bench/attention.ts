@@ -1,9 +1,13 @@
 // Times the fused attention kernels (forward, then backward = dQ + dK/dV) on the WebGPU adapter and
 // prints TFLOP/s counted as causal model FLOPs, for f32 and FP8DPA inputs; with the JSON written by
 // bench/attention_torch.py (PyTorch SDPA, bf16) it prints fogc/PyTorch ratios. Never asserts.
-//   node --import tsx bench/attention.ts [--small] [--iters N] [--torch FILE] [--json FILE]
+// --path picks the generator: the FMA tiles (attention.ts), the subgroup-matrix (tensor-core) kernels
+// (attention-sgmm.ts), or both side by side (the default where the adapter has subgroup matrices).
+// --sgmm-tiles S,C overrides the subgroup-matrix tiles of every pass (S subgroups, C-row steps) for tuning.
+//   node --import tsx bench/attention.ts [--small] [--iters N] [--path sgmm|fma|both] [--sgmm-tiles S,C] [--torch FILE] [--json FILE]
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { type AttentionConfig, type AttentionPass, attention, attentionTiles } from "../compiler/kernels/attention.js";
+import { attentionSgmm, attentionSgmmShape, attentionSgmmSupported, attentionSgmmTiles } from "../compiler/kernels/attention-sgmm.js";
 import { type Gpu, createComputePipeline, openGpu, uploadBuffer } from "../runtime/device.js";
 
 interface Shape {
@@ -55,7 +59,22 @@ function randomWords(n: number, fp8: boolean): Uint32Array {
   return out;
 }
 
-async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number): Promise<Result> {
+type Path = "sgmm" | "fma";
+
+/** The kernel of one pass on `path`, and its tiles as text. */
+function kernelFor(gpu: Gpu, cfg: AttentionConfig, pass: AttentionPass, path: Path) {
+  if (path === "fma") {
+    const t = attentionTiles(cfg, pass);
+    return { k: attention(cfg, pass), tiles: `${t.br}×${t.bc}/${t.lanes}` };
+  }
+  const shape = attentionSgmmShape(gpu.caps);
+  if (typeof shape === "string") throw new Error(`--path sgmm: ${shape}`);
+  const given = arg("--sgmm-tiles")?.split(",").map(Number);
+  const t = given ? { subgroups: given[0], cols: given[1] } : attentionSgmmTiles(cfg, pass, shape.mma, shape.subgroupSize);
+  return { k: attentionSgmm(cfg, pass, shape.mma, shape.subgroupSize, t), tiles: `${t.subgroups * shape.mma.M}×${t.cols}/${t.subgroups}sg` };
+}
+
+async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number, path: Path): Promise<Result | undefined> {
   const cfg: AttentionConfig = {
     name: "bench",
     ...s,
@@ -64,6 +83,11 @@ async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number): Promise<R
     maxSharedBytes: gpu.caps.maxComputeWorkgroupStorageSize,
     ...(fp8 ? { fp8: { scaleInv: { q: 0, k: 0, v: 0, dO: 0 }, scale: { p: 1, dS: 2 }, amax: { p: 0, dS: 1 } } } : {}),
   };
+  const label = `${s.label} ${fp8 ? "fp8dpa" : "f32"} ${path}`;
+  if (path === "sgmm" && !attentionSgmmSupported(cfg, gpu.caps)) {
+    console.log(`${label.padEnd(39)} (not supported by the subgroup-matrix kernels on this adapter)`);
+    return undefined;
+  }
   const nq = s.batch * s.seqLen * s.heads * s.headDim;
   const nk = s.batch * s.seqLen * s.kvHeads * s.headDim;
   const words = (n: number): number => (fp8 ? n / 4 : n);
@@ -86,11 +110,11 @@ async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number): Promise<R
   };
   const passes = await Promise.all(
     (["fwd", "bwd_dq", "bwd_dkv"] as AttentionPass[]).map(async (pass) => {
-      const k = attention(cfg, pass);
+      const { k, tiles } = kernelFor(gpu, cfg, pass, path);
       const pipeline = await createComputePipeline(gpu, k.wgsl, k.entryPoint, `attention ${pass}`);
       const entries = k.bindings.map((x, binding) => ({ binding, resource: { buffer: b[x.name] } }));
       const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-      return { pipeline, bindGroup, workgroups: k.workgroups, tiles: attentionTiles(cfg, pass) };
+      return { pipeline, bindGroup, workgroups: k.workgroups, tiles };
     }),
   );
   const time = async (count: number, n: number): Promise<number> => {
@@ -113,10 +137,9 @@ async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number): Promise<R
   const totalMs = await time(3, iters);
   for (const x of Object.values(b)) x.destroy();
   const f = flops(s);
-  const tiles = passes.map((p) => `${p.tiles.br}×${p.tiles.bc}/${p.tiles.lanes}`).join(" ");
-  const label = `${s.label} ${fp8 ? "fp8dpa" : "f32"}`;
+  const tiles = passes.map((p) => p.tiles).join(" ");
   console.log(
-    `${label.padEnd(34)} fwd ${fwdMs.toFixed(2).padStart(9)} ms ${(f.fwd / fwdMs / 1e9).toPrecision(3).padStart(7)} TFLOP/s` +
+    `${label.padEnd(39)} fwd ${fwdMs.toFixed(2).padStart(9)} ms ${(f.fwd / fwdMs / 1e9).toPrecision(3).padStart(7)} TFLOP/s` +
       `   fwd+bwd ${totalMs.toFixed(2).padStart(9)} ms ${(f.total / totalMs / 1e9).toPrecision(3).padStart(7)} TFLOP/s   tiles ${tiles}`,
   );
   return { label, fwd_ms: fwdMs, fwdbwd_ms: totalMs, fwd_tflops: f.fwd / fwdMs / 1e9, fwdbwd_tflops: f.total / totalMs / 1e9 };
@@ -126,8 +149,18 @@ const gpu = await openGpu();
 const shapes = process.argv.includes("--small") || gpu.caps.isCpu ? SMALL : FULL;
 const iters = Number(arg("--iters") ?? (gpu.caps.isCpu ? 1 : 5));
 console.log(`adapter: ${gpu.caps.adapterName}; workgroup memory ${gpu.caps.maxComputeWorkgroupStorageSize} B; ${iters} iterations; causal FLOPs`);
+const hasSgmm = typeof attentionSgmmShape(gpu.caps) !== "string";
+const pathArg = arg("--path") ?? (hasSgmm ? "both" : "fma");
+if (!["sgmm", "fma", "both"].includes(pathArg)) throw new Error(`--path ${pathArg}: expected sgmm, fma or both`);
+const paths: Path[] = pathArg === "both" ? ["fma", "sgmm"] : [pathArg as Path];
+console.log(`generators: ${paths.join(", ")}${hasSgmm ? "" : ` (subgroup matrices: ${attentionSgmmShape(gpu.caps)})`}`);
 const results: Result[] = [];
-for (const s of shapes) for (const fp8 of [false, true]) results.push(await bench(gpu, s, fp8, iters));
+for (const s of shapes)
+  for (const fp8 of [false, true])
+    for (const path of paths) {
+      const r = await bench(gpu, s, fp8, iters, path);
+      if (r) results.push(r);
+    }
 
 const torchFile = arg("--torch") ?? "bench/attention_torch.json";
 if (existsSync(torchFile)) {
@@ -135,7 +168,7 @@ if (existsSync(torchFile)) {
   console.log(`\nratio fogc / PyTorch SDPA bf16 (${torch.device}, ${torchFile}):`);
   for (const r of results) {
     const t = torch.results.find((x) => r.label.startsWith(x.label));
-    if (t) console.log(`${r.label.padEnd(34)} fwd ${(r.fwd_tflops / t.fwd_tflops).toFixed(3)}   fwd+bwd ${(r.fwdbwd_tflops / t.fwdbwd_tflops).toFixed(3)}`);
+    if (t) console.log(`${r.label.padEnd(39)} fwd ${(r.fwd_tflops / t.fwd_tflops).toFixed(3)}   fwd+bwd ${(r.fwdbwd_tflops / t.fwdbwd_tflops).toFixed(3)}`);
   }
 } else {
   console.log(`\n(no ${torchFile}: run python3 bench/attention_torch.py --out ${torchFile} on the same GPU for ratios)`);

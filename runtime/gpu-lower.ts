@@ -9,6 +9,7 @@ import { numel } from "../compiler/ir.js";
 import type { KernelGroup, Storage } from "../compiler/fuse.js";
 import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
 import { attentionRows } from "../compiler/kernels/attention-rows.js";
+import { attentionSgmm, attentionSgmmShape, attentionSgmmSupported } from "../compiler/kernels/attention-sgmm.js";
 import * as decode from "../compiler/kernels/decode.js";
 import * as ew from "../compiler/kernels/elementwise.js";
 import { type GemmCaps, type GemmEpilogue, type GemmTileCaps, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
@@ -250,11 +251,15 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
 
 /**
  * One attention pass. CPU adapters: a row per invocation, no barriers (attention-rows.ts; 8× faster
- * than the tiles on lavapipe, docs/kernels.md). Else FMA tiles; for short sequences tiles of the
- * sequence's size (less work, faster compiles) when they fit.
+ * than the tiles on lavapipe, docs/kernels.md). Adapters with subgroup matrices: the tensor-core
+ * kernels (attention-sgmm.ts) where head_dim and workgroup memory allow. Else FMA tiles; for short
+ * sequences tiles of the sequence's size (less work, faster compiles) when they fit.
  */
 function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
   if (caps?.isCpu && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass);
+  // Tensor cores where the adapter has subgroup matrices; FOGC_ATTENTION=fma keeps the FMA tiles (A/B timing).
+  const sg = caps && process.env.FOGC_ATTENTION !== "fma" ? attentionSgmmShape(caps) : "FOGC_ATTENTION=fma";
+  if (caps && typeof sg !== "string" && attentionSgmmSupported(cfg, caps)) return attentionSgmm(cfg, pass, sg.mma, sg.subgroupSize);
   const p = Math.max(4, nextPow2(cfg.seqLen));
   const lanes = [8, 4].find((l) => l <= p && cfg.headDim % l === 0);
   if (p < 64 && lanes) {
