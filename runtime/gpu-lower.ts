@@ -251,14 +251,15 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
 
 /**
  * One attention pass. CPU adapters: a row per invocation, no barriers (attention-rows.ts; 8× faster
- * than the tiles on lavapipe, docs/kernels.md). Adapters with subgroup matrices: the tensor-core
- * kernels (attention-sgmm.ts) where head_dim and workgroup memory allow. Else FMA tiles; for short
+ * than the tiles on lavapipe, docs/kernels.md). With FOGC_ATTENTION=sgmm, on adapters with subgroup
+ * matrices: the tensor-core kernels (attention-sgmm.ts, experimental). Else FMA tiles; for short
  * sequences tiles of the sequence's size (less work, faster compiles) when they fit.
  */
 function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
   if (caps?.isCpu && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass);
-  // Tensor cores where the adapter has subgroup matrices; FOGC_ATTENTION=fma keeps the FMA tiles (A/B timing).
-  const sg = caps && process.env.FOGC_ATTENTION !== "fma" ? attentionSgmmShape(caps) : "FOGC_ATTENTION=fma";
+  // Tensor-core kernels only when asked (FOGC_ATTENTION=sgmm): on the H100 they disagree with their
+  // own emulation and one fails to compile (docs/kernels.md), so the FMA tiles stay the default.
+  const sg = caps && process.env.FOGC_ATTENTION === "sgmm" ? attentionSgmmShape(caps) : "FOGC_ATTENTION is not sgmm";
   if (caps && typeof sg !== "string" && attentionSgmmSupported(cfg, caps)) return attentionSgmm(cfg, pass, sg.mma, sg.subgroupSize);
   const p = Math.max(4, nextPow2(cfg.seqLen));
   const lanes = [8, 4].find((l) => l <= p && cfg.headDim % l === 0);

@@ -32,7 +32,7 @@
 //   lose bits only where they barely contribute.
 import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
-import type { AttentionConfig, AttentionPass } from "./attention.js";
+import { type AttentionConfig, type AttentionPass, bindAttention } from "./attention.js";
 import { type MmaShape, mmaShapesFor } from "./gemm.js";
 import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, nextPow2, unpack4 } from "./reduce.js";
 
@@ -164,19 +164,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   const codecs: Partial<Record<Fp8Format, Codec>> = {};
   const codec = (fmt: Fp8Format): Codec => (codecs[fmt] ??= fp8Codec(b, fmt, true));
 
-  // Bindings: exactly attention.ts's order.
-  b.bind("q", inT);
-  b.bind("k", inT);
-  b.bind("v", inT);
-  if (pass === "fwd") b.bind("o", "f32", "read_write");
-  if (pass === "bwd_dq") b.bind("o", "f32");
-  if (pass !== "fwd") b.bind("dout", inT);
-  b.bind("lse", "f32", pass === "fwd" ? "read_write" : "read");
-  if (pass !== "fwd") b.bind("delta", "f32", pass === "bwd_dq" ? "read_write" : "read");
-  for (const g of pass === "fwd" ? [] : pass === "bwd_dq" ? ["dq"] : ["dk", "dv"]) b.bind(g, "f32", "read_write");
-  const amaxIdx = fp8?.amax ? (pass === "fwd" ? fp8.amax.p : dkv ? fp8.amax.dS : undefined) : undefined;
-  if (fp8) b.bind("scales", "f32");
-  if (amaxIdx !== undefined) b.bind("amax", "atomic<u32>", "read_write");
+  const amaxIdx = bindAttention(b, pass, fp8, inT, "f32");
 
   // Workgroup memory: the step buffer, two tiles of C rows, f16 [2C][LD] (K and V; Q and dO for
   // bwd_dkv); bwd_dkv's own K and V rows [R][LD]; the strips' f32 S/dP [R][LDS] and f16 P/dS

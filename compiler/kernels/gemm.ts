@@ -97,6 +97,7 @@ export interface GemmCaps {
 export interface GemmTileCaps {
   isCpu?: boolean;
   maxComputeWorkgroupStorageSize?: number;
+  maxComputeInvocationsPerWorkgroup?: number;
   subgroupMinSize?: number;
   subgroupMaxSize?: number;
   subgroupMatrix?: GemmCaps["subgroupMatrix"];
@@ -130,7 +131,8 @@ const SMALL_GEMM_MACS = 2 ** 30;
  *   invocations and 8×8 ones (docs/perf.md). Without caps, GEMMs under 2^30 multiply-adds get it too.
  * - FMA on a GPU: the shared variant, 128×64 tiles of 8×4 per invocation when that fills the GPU
  *   with workgroups, else 64×64 of 4×4.
- * - Subgroup matrices: 128×128 tiles of 4×2 subgroups (2×4 results each), bk 16, padded k-major copies.
+ * - Subgroup matrices: 256×128 tiles of 8×2 subgroups for big grids, else 128×128 of 4×2 (2×4
+ *   results each), bk 16, padded k-major copies.
  */
 export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | "transA" | "transB">, caps: GemmTileCaps = {}): GemmTile {
   const maxShared = caps.maxComputeWorkgroupStorageSize ?? MIN_WORKGROUP_STORAGE;
@@ -140,8 +142,17 @@ export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | 
   // Measured on the H100 at 4096³ and 8192×6144×1024 (docs/perf.md): 4×2 subgroups, bk 16 and k-major
   // copies padded by 8 f16 won (~68 TFLOP/s, against ~39 unpadded and ~39 for 2×2); 17 KiB of
   // workgroup memory, so 2×2 subgroups (12.5 KiB) where the device keeps WebGPU's 16 KiB default.
+  // Third session, same H100, `--tune` at 4096³: 256×128 tiles of 8×2 subgroups 120.9 TFLOP/s
+  // (128×256 of 4×4: 120.4; double-buffered copies 64–86): the default where the grid still has
+  // ≥ 128 of them and the device takes 512 invocations and their 18 KiB.
   if (cfg.path === "subgroup-matrix") {
     const t: GemmTile = { ...base, bm: 128, bn: 128, sgRows: 4, sgCols: 2, pad: 8 };
+    const big: GemmTile = { ...t, bm: 256, sgRows: 8 };
+    const bigFits =
+      Math.ceil(cfg.M / 256) * Math.ceil(cfg.N / 128) >= 128 &&
+      sgmmThreads(big) <= (caps.maxComputeInvocationsPerWorkgroup ?? 256) &&
+      sgmmSharedBytes(cfg, big) <= maxShared;
+    if (bigFits) return big;
     return sgmmSharedBytes(cfg, t) <= maxShared ? t : { ...t, sgRows: 2 };
   }
   const small = cfg.M * cfg.N * cfg.K < SMALL_GEMM_MACS;

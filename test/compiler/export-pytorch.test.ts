@@ -161,7 +161,7 @@ describe("architecture spot checks", () => {
   it("train_config.json mirrors the train section; --precision overrides reach fp8.py", () => {
     const cfg = JSON.parse(file("fog-flash-tiny", "train_config.json")) as { train: { schedule: Schedule; batch: number } };
     expect(cfg.train.schedule).toEqual({ kind: "wsd", warmup: 20, decay: 0.2, minLr: 1e-5 });
-    expect(cfg.train.batch).toBe(16);
+    expect(cfg.train.batch).toBe(8); // examples/fog-flash-tiny.fog: batch = 8
     const bf16 = exportPytorch(check("examples/fog-flash-tiny.fog", { precision: "bf16" }).model!);
     expect(bf16.files["fp8.py"]).toContain("no FP8 GEMM");
   });

@@ -11,69 +11,12 @@ import { attentionRows } from "../../compiler/kernels/attention-rows.js";
 import type { KernelSource } from "../../compiler/kernels/reduce.js";
 import { withGpu } from "../helpers/gpu.js";
 import { expectClose, f32, fakeQuant, quantize, rng, run } from "./harness.js";
+import { oracle } from "./attention-oracle.js";
 
 const TOL = 1e-5;
 const FLIP = { count: 2, rtol: 0.25 };
 const rand = rng(5);
 
-type Fq = (x: number) => number;
-const id: Fq = (x) => x;
-type Arr = ArrayLike<number>;
-
-/** Naive attention and its analytic backward in f64, P and dS fake-quantised by fqP / fqDs. */
-function oracle(q: Arr, k: Arr, v: Arr, dO: Arr, c: AttentionConfig, fqP: Fq = id, fqDs: Fq = id) {
-  const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH, scale } = c;
-  const r = {
-    o: new Float64Array(B * T * H * DH),
-    lse: new Float64Array(B * H * T),
-    delta: new Float64Array(B * H * T),
-    dq: new Float64Array(B * T * H * DH),
-    dk: new Float64Array(B * T * KV * DH),
-    dv: new Float64Array(B * T * KV * DH),
-    amaxP: 0,
-    amaxDs: 0,
-  };
-  for (let b = 0; b < B; b++)
-    for (let h = 0; h < H; h++) {
-      const g = Math.floor(h / (H / KV));
-      const qi = (t: number, d: number): number => (b * T + t) * H * DH + h * DH + d;
-      const ki = (t: number, d: number): number => (b * T + t) * KV * DH + g * DH + d;
-      // The full T×T score matrix for this head.
-      const S = Array.from({ length: T }, (_, i) =>
-        Array.from({ length: T }, (_, j) => {
-          if (c.causal && j > i) return -Infinity;
-          let s = 0;
-          for (let d = 0; d < DH; d++) s += q[qi(i, d)] * k[ki(j, d)];
-          return s * scale;
-        }),
-      );
-      for (let i = 0; i < T; i++) {
-        const m = Math.max(...S[i]);
-        const z = S[i].reduce((a, s) => a + Math.exp(s - m), 0);
-        const P = S[i].map((s) => Math.exp(s - m) / z);
-        r.lse[(b * H + h) * T + i] = m + Math.log(z);
-        for (let j = 0; j < T; j++) {
-          r.amaxP = Math.max(r.amaxP, P[j]);
-          for (let d = 0; d < DH; d++) r.o[qi(i, d)] += fqP(P[j]) * v[ki(j, d)];
-        }
-        let D = 0;
-        for (let d = 0; d < DH; d++) D += dO[qi(i, d)] * r.o[qi(i, d)];
-        r.delta[(b * H + h) * T + i] = D;
-        for (let j = 0; j < T; j++) {
-          let dp = 0;
-          for (let d = 0; d < DH; d++) dp += dO[qi(i, d)] * v[ki(j, d)];
-          const ds = P[j] * (dp - D);
-          r.amaxDs = Math.max(r.amaxDs, Math.abs(ds));
-          for (let d = 0; d < DH; d++) {
-            r.dq[qi(i, d)] += scale * fqDs(ds) * k[ki(j, d)];
-            r.dk[ki(j, d)] += scale * fqDs(ds) * q[qi(i, d)];
-            r.dv[ki(j, d)] += fqP(P[j]) * dO[qi(i, d)];
-          }
-        }
-      }
-    }
-  return r;
-}
 
 /** `subgroups`: row max/sum by subgroup shuffles (subgroupSize = the adapter's minimum), where the adapter has them. */
 type Shape = Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHeads" | "headDim" | "causal" | "tiles"> & { subgroups?: boolean };

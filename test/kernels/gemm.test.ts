@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { chooseGemmTile, type GemmConfig, type GemmOperandType, gemmPathsFor, generateGemm, mmaShapesFor } from "../../compiler/kernels/gemm.js";
 import { createComputePipeline, readBuffer, runKernel, uploadBuffer } from "../../runtime/device.js";
 import { decodeBF16, decodeFP8, encodeBF16, encodeFP8, packFP8, unpackFP8 } from "../../runtime/fp8.js";
+import { callArgs, sgmmCallRe, withoutSgmmEnable } from "../helpers/emulate-sgmm.js";
 import { getGpu, SKIP_GPU, withGpu } from "../helpers/gpu.js";
 
 // ---------- the oracle (f64) ----------
@@ -101,30 +102,14 @@ function makeTensor(type: GemmOperandType, n: number, amp: number, next: () => n
  * lavapipe's compiler cannot unroll them (it would take minutes).
  */
 function emulateSubgroupMatrices(wgsl: string): string {
-  let out = wgsl
-    .replace(/^enable chromium_experimental_subgroup_matrix;\n/m, "")
-    .replace(/^\s*@diagnostic\(off, chromium\.subgroup_matrix_uniformity\)\n/m, "");
+  let out = withoutSgmmEnable(wgsl);
   const mma = { M: 0, N: 0, K: 0 };
-  /** The argument list of the call whose "(" is at `open`, split at top-level commas, and the index past ")". */
-  const args = (text: string, open: number): [string[], number] => {
-    const parts: string[] = [];
-    let depth = 0;
-    let start = open + 1;
-    for (let i = open; i < text.length; i++) {
-      const ch = text[i];
-      if (ch === "(") depth++;
-      else if (ch === ")" && --depth === 0) return [[...parts, text.slice(start, i).trim()], i + 1];
-      else if (ch === "," && depth === 1) parts.push(text.slice(start, i).trim()), (start = i + 1);
-    }
-    throw new Error("emulation: unbalanced call");
-  };
-  // left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N.
-  const callRe = /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right)<\w+, (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
+  const callRe = sgmmCallRe();
   let result = "";
   let last = 0;
   for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
     const [whole, op, kind, c1, c2, major] = m;
-    const [a, end] = args(out, m.index + whole.length - 1);
+    const [a, end] = callArgs(out, m.index + whole.length - 1);
     const arr = a[0].replace(/^&/, "");
     result += out.slice(last, m.index);
     if (op === "Load") {
