@@ -183,6 +183,9 @@ describe("softmax, cross-entropy, row absmax", () => {
       expectClose(f32(one.loss), [loss], TOL, "mean loss");
       const parts = await run(gpu, crossEntropy({ name: "ce", rows, width: V, rowsPerWorkgroup: 4 }), { logits, targets, loss: 8 });
       expectClose([f32(parts.loss)[0] + f32(parts.loss)[1]], [loss], TOL, "partials");
+      // A row per workgroup (the lowering's choice for vocabulary-wide rows): one partial per row.
+      const perRow = await run(gpu, crossEntropy({ name: "ce", rows, width: V, rowsPerWorkgroup: 1 }), { logits, targets, loss: rows * 4 });
+      expectClose([f32(perRow.loss).reduce((a, b) => a + b, 0)], [loss], TOL, "one partial per row");
     }));
 
   it("cross-entropy backward: (softmax − onehot)·dloss/M", () =>
