@@ -256,7 +256,7 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
  * sequences tiles of the sequence's size (less work, faster compiles) when they fit.
  */
 function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
-  if (caps?.isCpu && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass);
+  if (caps?.isCpu && cfg.headDim % 4 === 0 && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass); // rows as vec4s
   // Tensor-core kernels only when asked (FOGC_ATTENTION=sgmm): on the H100 they disagree with their
   // own emulation and one fails to compile (docs/kernels.md), so the FMA tiles stay the default.
   const sg = caps && process.env.FOGC_ATTENTION === "sgmm" ? attentionSgmmShape(caps) : "FOGC_ATTENTION is not sgmm";
