@@ -3,8 +3,10 @@
 // bench/attention_torch.py (PyTorch SDPA, bf16) it prints fogc/PyTorch ratios. Never asserts.
 // --path picks the generator: the FMA tiles (attention.ts), the subgroup-matrix (tensor-core) kernels
 // (attention-sgmm.ts), or both side by side (the default where the adapter has subgroup matrices).
-// --sgmm-tiles S,C overrides the subgroup-matrix tiles of every pass (S subgroups, C-row steps) for tuning.
-//   node --import tsx bench/attention.ts [--small] [--iters N] [--path sgmm|fma|both] [--sgmm-tiles S,C] [--torch FILE] [--json FILE]
+// --sgmm-tiles S,C overrides the subgroup-matrix tiles of every pass (S subgroups, C-row steps), --fma-tiles
+// BR,BC,LANES the FMA ones, for tuning; --shape PREFIX keeps the shapes whose label starts so.
+//   node --import tsx bench/attention.ts [--small] [--iters N] [--path sgmm|fma|both] [--sgmm-tiles S,C]
+//     [--fma-tiles BR,BC,LANES] [--shape PREFIX] [--torch FILE] [--json FILE]
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { type AttentionConfig, type AttentionPass, attention, attentionTiles } from "../compiler/kernels/attention.js";
 import { attentionSgmm, attentionSgmmShape, attentionSgmmSupported, attentionSgmmTiles } from "../compiler/kernels/attention-sgmm.js";
@@ -64,8 +66,9 @@ type Path = "sgmm" | "fma";
 /** The kernel of one pass on `path`, and its tiles as text. */
 function kernelFor(gpu: Gpu, cfg: AttentionConfig, pass: AttentionPass, path: Path) {
   if (path === "fma") {
-    const t = attentionTiles(cfg, pass);
-    return { k: attention(cfg, pass), tiles: `${t.br}×${t.bc}/${t.lanes}` };
+    const given = arg("--fma-tiles")?.split(",").map(Number);
+    const t = given ? { br: given[0], bc: given[1], lanes: given[2] } : attentionTiles(cfg, pass);
+    return { k: attention({ ...cfg, tiles: t }, pass), tiles: `${t.br}×${t.bc}/${t.lanes}` };
   }
   const shape = attentionSgmmShape(gpu.caps);
   if (typeof shape === "string") throw new Error(`--path sgmm: ${shape}`);
@@ -81,6 +84,8 @@ async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number, path: Path
     scale: 1 / Math.sqrt(s.headDim),
     causal: true,
     maxSharedBytes: gpu.caps.maxComputeWorkgroupStorageSize,
+    // As the lowering configures them on a GPU (runtime/gpu-lower.ts attnConfig): row reductions by shuffles.
+    ...(gpu.caps.subgroups && !gpu.caps.isCpu ? { subgroupSize: gpu.caps.subgroupMinSize, subgroups: true } : {}),
     ...(fp8 ? { fp8: { scaleInv: { q: 0, k: 0, v: 0, dO: 0 }, scale: { p: 1, dS: 2 }, amax: { p: 0, dS: 1 } } } : {}),
   };
   const label = `${s.label} ${fp8 ? "fp8dpa" : "f32"} ${path}`;
@@ -146,7 +151,7 @@ async function bench(gpu: Gpu, s: Shape, fp8: boolean, iters: number, path: Path
 }
 
 const gpu = await openGpu();
-const shapes = process.argv.includes("--small") || gpu.caps.isCpu ? SMALL : FULL;
+const shapes = (process.argv.includes("--small") || gpu.caps.isCpu ? SMALL : FULL).filter((s) => s.label.startsWith(arg("--shape") ?? ""));
 const iters = Number(arg("--iters") ?? (gpu.caps.isCpu ? 1 : 5));
 console.log(`adapter: ${gpu.caps.adapterName}; workgroup memory ${gpu.caps.maxComputeWorkgroupStorageSize} B; ${iters} iterations; causal FLOPs`);
 const hasSgmm = typeof attentionSgmmShape(gpu.caps) !== "string";
