@@ -73,6 +73,13 @@ function sharedFloats(pass: AttentionPass, dh: number, t: AttentionTiles): numbe
 export function attentionTiles(cfg: AttentionConfig, pass: AttentionPass): AttentionTiles {
   if (cfg.tiles) return cfg.tiles;
   const budget = (cfg.maxSharedBytes ?? 16384) / 4;
+  // Measured on the H100 at head_dim 64 (bench/attention.ts --fma-tiles, docs/perf.md third session):
+  // more, smaller workgroups and 16 shuffling lanes per row beat the largest tiles that fit —
+  // fwd 32×16/8 (f32 2.08 ms against 2.95 for 64×32/4), backward 32×32/16 (6.96 against 8.92).
+  if ((cfg.subgroupSize ?? 0) >= 16 && cfg.headDim % 16 === 0 && cfg.headDim <= 64) {
+    const t = pass === "fwd" ? { br: 32, bc: 16, lanes: 8 } : { br: 32, bc: 32, lanes: 16 };
+    if (sharedFloats(pass, cfg.headDim, t) <= budget) return t;
+  }
   const sizes = [64, 32, 16, 8, 4];
   let best: AttentionTiles | undefined;
   for (const br of sizes)

@@ -25,6 +25,8 @@ const SHAPES: [string, Shape][] = [
   ["causal, GQA 4/2, seq 19, head_dim 16, default tiles", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }],
   ["non-causal, GQA 2/1, seq 9, head_dim 16, 8×4 tiles", { batch: 1, seqLen: 9, heads: 2, kvHeads: 1, headDim: 16, causal: false, tiles: { br: 8, bc: 4, lanes: 4 } }],
   ["causal, GQA 4/2, seq 9, head_dim 8, 8×8 tiles, lane reductions by subgroup shuffles", { batch: 1, seqLen: 9, heads: 4, kvHeads: 2, headDim: 8, causal: true, tiles: { br: 8, bc: 8, lanes: 4 }, subgroups: true }],
+  // Default tiles with the adapter's subgroup size: on a GPU with subgroups of ≥ 16, the 32×16/8 and 32×32/16 tiles (attentionTiles).
+  ["causal, GQA 2/1, seq 70, head_dim 64, default tiles, subgroup shuffles", { batch: 1, seqLen: 70, heads: 2, kvHeads: 1, headDim: 64, causal: true, subgroups: true }],
 ];
 
 // The tiled kernels (GPUs) and the row-per-invocation ones (CPU adapters, attention-rows.ts), same oracle.
