@@ -34,7 +34,7 @@ import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
 import { type AttentionConfig, type AttentionPass, bindAttention } from "./attention.js";
 import { type MmaShape, mmaShapesFor } from "./gemm.js";
-import { type Codec, type KernelSource, check, finish, fp8Codec, isPow2, nextPow2, unpack4 } from "./reduce.js";
+import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, nextPow2, unpack4 } from "./reduce.js";
 
 /** Subgroups per workgroup (each owns mma.M rows) and the rows C of the other side per loop step. */
 export interface AttentionSgmmTiles {
@@ -63,15 +63,19 @@ const lcm = (a: number, b: number): number => {
   return (a / gcd(a, b)) * b;
 };
 
-/** Whether a pass declares the two workgroup atomics (the dynamic dO scale, an amax). */
-const usesAtomics = (pass: AttentionPass, cfg: AttentionConfig): boolean =>
-  pass === "fwd" ? !!cfg.fp8?.amax : !(cfg.fp8 && !cfg.fp8.f32Inputs) || (pass === "bwd_dkv" && !!cfg.fp8?.amax);
+/**
+ * Whether a backward pass takes the dynamic dO scale (dO not packed FP8), reduced over the workgroup
+ * through one f32 per subgroup. No workgroup atomics in these kernels: on the H100 (Dawn/Vulkan)
+ * declaring an atomic<u32> workgroup array corrupted the subgroup-matrix results of the whole kernel
+ * (FP8DPA forward: wrong lse and O = 0 natively; the same kernel without it matched its emulation).
+ */
+const usesDoScale = (pass: AttentionPass, cfg: AttentionConfig): boolean => pass !== "fwd" && !(cfg.fp8 && !cfg.fp8.f32Inputs);
 
 /** Workgroup memory (bytes) of a pass with R owned rows and C-row steps. */
 function sharedBytes(pass: AttentionPass, cfg: AttentionConfig, R: number, C: number): number {
   const ld = cfg.headDim + PAD16;
   const [lds, ldp] = [C + PAD32, C + PAD16];
-  const atomics = usesAtomics(pass, cfg) ? 4 * 2 : 0;
+  const atomics = usesDoScale(pass, cfg) ? 4 * 8 : 0; // sg_max: one f32 per subgroup (≤ 8)
   // fwd/bwd_dq: one step buffer [2C][LD] (K, V; Q and dO pass through it into registers).
   if (pass === "fwd") return 2 * (2 * C * ld + R * ldp) + 4 * R * lds + atomics;
   if (pass === "bwd_dq") return 2 * (2 * C * ld + R * ldp) + 4 * 2 * R * lds + atomics;
@@ -177,7 +181,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   b.workgroupArray("sh_s", "f32", R * (C + PAD32)).workgroupArray("sh_p", "f16", R * (C + PAD16));
   if (pass !== "fwd") b.workgroupArray("sh_dp", "f32", R * (C + PAD32));
   if (dkv) b.workgroupArray("sh_ds", "f16", R * (C + PAD16)).workgroupArray("lse_s", "f32", C).workgroupArray("d_s", "f32", C);
-  if (usesAtomics(pass, cfg)) b.workgroupArray("wg_max", "atomic<u32>", 2);
+  if (usesDoScale(pass, cfg)) b.workgroupArray("sg_max", "f32", t.subgroups);
 
   const QW = H * DH;
   const KW = HKV * DH;
@@ -212,10 +216,13 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
     `    dmax = max(dmax, max(max(x.x, x.y), max(x.z, x.w)));`,
     `  }`,
     `}`,
-    `atomicMax(&wg_max[0], bitcast<u32>(dmax));`,
+    `let sg_dmax = subgroupMax(dmax);`,
+    `if (lane == 0u) { sg_max[sg] = sg_dmax; }`,
     `workgroupBarrier();`,
+    `var wg_dmax = 0.0;`,
+    `for (var s = 0u; s < ${t.subgroups}u; s++) { wg_dmax = max(wg_dmax, sg_max[s]); }`,
     // 2^E with max·2^E in [1, 2), E ≤ 100 (an all-zero or denormal dO must not make it infinite).
-    `let ${out} = ldexp(1.0, min(1 - frexp(bitcast<f32>(atomicLoad(&wg_max[0]))).exp, 100));`,
+    `let ${out} = ldexp(1.0, min(1 - frexp(wg_dmax).exp, 100));`,
   ];
 
   const loadL = (arr: string, major: string, off: string, stride: string) => `subgroupMatrixLoad<${left}, ${major}>(&${arr}, ${off}, ${stride})`;
@@ -449,13 +456,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
       ...storeAcc("dva", "dv", KW, "g", "k0", `${doFactor}${fp8 ? " / s_p" : ""}`),
     );
   }
-  if (amaxIdx !== undefined) {
-    body.push(
-      `atomicMax(&wg_max[1], bitcast<u32>(amx));`,
-      `workgroupBarrier();`,
-      `if (lidx == 0u) { atomicMax(&amax[${amaxIdx}], atomicLoad(&wg_max[1])); }`,
-    );
-  }
+  if (amaxIdx !== undefined) body.push(...atomicMaxOf(b, "bitcast<u32>(amx)", `amax[${amaxIdx}]`, true));
   // Offsets depend on subgroup_id, which the uniformity analysis cannot prove uniform within a
   // subgroup (it is): the filter is a function attribute, as the builder writes no directives.
   b.helper(
