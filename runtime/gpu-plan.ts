@@ -379,6 +379,9 @@ export function planTrainStep(full: Graph, opts: PlanOptions, options: { probes:
   const p = plan.planner;
   // Every parameter of the full graph is updated (one the loss does not reach still decays).
   const params = paramNodes(full);
+  // CPU adapters: one invocation per part, no workgroup tree (llvmpipe runs each barrier as a switch
+  // through every SIMD chunk: a 256-wide tree took ~1 ms per parameter on lavapipe).
+  const cpuWg = opts.caps?.isCpu ? { wg: 1 } : {};
   const region = Math.max(opts.offsetAlign, 256);
   const perRegion = region / 4;
   // Each parameter's partials start a region at a binding-offset boundary; the unwritten rest of a
@@ -389,7 +392,7 @@ export function planTrainStep(full: Graph, opts: PlanOptions, options: { probes:
     if (gid === undefined) throw new PlanError(`the train graph has no gradient output for parameter "${prm.name}"`);
     const n = numel(prm.shape);
     const parts = Math.min(perRegion, partsFor(n));
-    const src = reduce({ name: "grad_sumsq", outer: 1, red: n, inner: 1, op: "sum", map: { op: "square", args: [{ in: 0 }] }, parts });
+    const src = reduce({ name: "grad_sumsq", outer: 1, red: n, inner: 1, op: "sum", map: { op: "square", args: [{ in: 0 }] }, parts, ...cpuWg });
     p.kernel(`${prm.name} (grad Σg²)`, src, { in0: p.values[gid], y: { buffer: partials, offset: i * region, bytes: parts * 4 } });
   });
   const sumsq = p.buffer(4, "grad Σg²", "pinned");

@@ -124,11 +124,13 @@ const SMALL_GEMM_MACS = 2 ** 30;
 
 /**
  * The default tile for cfg's shape and path on an adapter (fields of cfg.tile are not read).
- * - FMA on a CPU adapter (caps.isCpu): the direct variant, 16×32 tiles of 8 invocations (one SIMD
- *   row of llvmpipe's 8 lanes) with 16×4 blocks: A's loads are the same for every lane (llvmpipe
- *   loads them once; a lane-varying load is a per-lane gather), 16 FMAs per gathered B value, and
- *   M = 1024, N = 96 makes 192 workgroups for the cores. Measured against 4×4 blocks of 64
- *   invocations and 8×8 ones (docs/perf.md). Without caps, GEMMs under 2^30 multiply-adds get it too.
+ * - FMA on a CPU adapter (caps.isCpu): the direct variant, 8×32 tiles of 8 invocations (one SIMD
+ *   row of llvmpipe's 8 lanes) with 8×4 blocks: A's loads are the same for every lane (llvmpipe
+ *   loads them once; a lane-varying load is a per-lane gather), 8 FMAs per gathered B value.
+ *   16×4 blocks ran ~10 % faster but llvmpipe's JIT takes twice as long over their unrolled bodies
+ *   (fog-flash-tiny's 78 kernels: 54.8 s against 32.8 s on a cold shader cache, GEMM time per step
+ *   316 against 347 ms; docs/training.md); 4×4 blocks were 28 % slower. Without caps, GEMMs under
+ *   2^30 multiply-adds get it too.
  * - FMA on a GPU: the shared variant, 128×64 tiles of 8×4 per invocation when that fills the GPU
  *   with workgroups, else 64×64 of 4×4.
  * - Subgroup matrices: 256×128 tiles of 8×2 subgroups for big grids, else 128×128 of 4×2 (2×4
@@ -157,9 +159,9 @@ export function chooseGemmTile(cfg: Pick<GemmConfig, "M" | "N" | "K" | "path" | 
   }
   const small = cfg.M * cfg.N * cfg.K < SMALL_GEMM_MACS;
   if (caps.isCpu || (caps.isCpu === undefined && small)) {
-    // bm = tm: every invocation of a workgroup shares A's 16 rows (uniform loads), 8 invocations
+    // bm = tm: every invocation of a workgroup shares A's 8 rows (uniform loads), 8 invocations
     // (one llvmpipe SIMD row) take 4 columns each.
-    return { ...base, fmaLoads: "direct", bm: 16, tm: 16, bn: cfg.N <= 16 ? 16 : 32, bk: 4 };
+    return { ...base, fmaLoads: "direct", bm: 8, tm: 8, bn: cfg.N <= 16 ? 16 : 32, bk: 4 };
   }
   const workgroups128 = Math.ceil(cfg.M / 128) * Math.ceil(cfg.N / 128);
   // 128×64 of 8×4 and 64×128 of 4×8, bk 16, measured best on the H100 (~26 TFLOP/s f32, docs/perf.md).

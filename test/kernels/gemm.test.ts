@@ -499,7 +499,7 @@ describe("gemm generator", () => {
     expect(chooseGemmTile(sg, { maxComputeWorkgroupStorageSize: 16384 })).toMatchObject({ sgRows: 2, sgCols: 2 });
     expect(chooseGemmTile(sg, { subgroupMatrix: h100Caps.subgroupMatrix, subgroupMinSize: 32, subgroupMaxSize: 32 }).mma).toEqual({ M: 16, N: 16, K: 16 });
     // An undefined tile is the chosen default; a partial tile overrides fields of it.
-    expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 16, 1]);
+    expect(generateGemm(big, { isCpu: true }).workgroups).toEqual([4096 / 32, 4096 / 8, 1]); // 8×32 tiles on CPU adapters
     expect(generateGemm({ ...big, tile: { bm: 64 } }, { isCpu: false }).workgroups).toEqual([4096 / 64, 4096 / 64, 1]);
   });
 
