@@ -1,12 +1,12 @@
 // Subgroup-matrix WGSL rewritten into per-invocation emulation (attention-sgmm.ts kernels), so that
 // adapters without subgroup matrices (lavapipe) can check them, and a GPU can compare both.
 /** The source without the subgroup-matrix enable and its uniformity diagnostic (what emulation replaces). */
-export function withoutSgmmEnable(wgsl: string): string {
+function withoutSgmmEnable(wgsl: string): string {
   return wgsl.replace(/^enable chromium_experimental_subgroup_matrix;\n/m, "").replace(/^\s*@diagnostic\(off, chromium\.subgroup_matrix_uniformity\)\n/m, "");
 }
 
 /** The argument list of the call whose "(" is at `open`, split at top-level commas, and the index past ")". */
-export function callArgs(text: string, open: number): [string[], number] {
+function callArgs(text: string, open: number): [string[], number] {
   const parts: string[] = [];
   let depth = 0;
   let start = open + 1;
@@ -23,7 +23,41 @@ export function callArgs(text: string, open: number): [string[], number] {
  * subgroupMatrixLoad/Store calls: groups op, kind (left|right, loads), the type's two sizes, major.
  * left<T, K, M> is M×K, right<T, N, K> is K×N, result<T, N, M> is M×N. A fresh (global) RegExp.
  */
-export const sgmmCallRe = (): RegExp => /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right)<\w+, (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
+const sgmmCallRe = (): RegExp => /subgroupMatrix(Load|Store)<(?:subgroup_matrix_(left|right)<\w+, (\d+), (\d+)>, )?(row_major|col_major)>\(/g;
+
+/** One subgroupMatrixLoad/Store call: `arr` the workgroup array (without &), `args` the rest. */
+export interface SgmmCall {
+  op: "Load" | "Store";
+  kind?: "left" | "right";
+  major: "row_major" | "col_major";
+  arr: string;
+  args: string[];
+}
+
+/**
+ * Every subgroupMatrixLoad/Store call of `wgsl` (enable and uniformity diagnostic removed) replaced
+ * by `replace(call)`, and the MMA shape its fragment types name (M = 0 when it has none). Stores
+ * must be row-major results.
+ */
+export function rewriteSgmmCalls(wgsl: string, replace: (c: SgmmCall) => string): { out: string; mma: { M: number; N: number; K: number } } {
+  const out = withoutSgmmEnable(wgsl);
+  const mma = { M: 0, N: 0, K: 0 };
+  const callRe = sgmmCallRe();
+  let result = "";
+  let last = 0;
+  for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
+    const [whole, op, kind, c1, c2, major] = m;
+    const [a, end] = callArgs(out, m.index + whole.length - 1);
+    result += out.slice(last, m.index);
+    if (op === "Load") {
+      if (kind === "left") Object.assign(mma, { M: Number(c2), K: Number(c1) });
+      else Object.assign(mma, { N: Number(c1), K: Number(c2) });
+    } else if (major !== "row_major") throw new Error("emulation: only row_major result stores");
+    result += replace({ op: op as SgmmCall["op"], kind: kind as SgmmCall["kind"], major: major as SgmmCall["major"], arr: a[0].replace(/^&/, ""), args: a.slice(1) });
+    last = end;
+  }
+  return { out: result + out.slice(last), mma };
+}
 
 /**
  * Rewrites a subgroup-matrix kernel so that an adapter without subgroup matrices (lavapipe) runs it,
@@ -35,31 +69,18 @@ export const sgmmCallRe = (): RegExp => /subgroupMatrix(Load|Store)<(?:subgroup_
  * array. Loop bounds go through arrayLength so lavapipe's compiler does not unroll them (slow).
  */
 export function emulateSubgroupMatrices(wgsl: string): string {
-  let out = withoutSgmmEnable(wgsl);
-  const mma = { M: 0, N: 0, K: 0 };
-  const callRe = sgmmCallRe();
   const loads = new Set<string>();
   const stores = new Set<string>();
-  let result = "";
-  let last = 0;
-  for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
-    const [whole, op, kind, c1, c2, major] = m;
-    const [a, end] = callArgs(out, m.index + whole.length - 1);
-    const arr = a[0].replace(/^&/, "");
-    result += out.slice(last, m.index);
-    if (op === "Load") {
-      if (kind === "left") Object.assign(mma, { M: Number(c2), K: Number(c1) });
-      else Object.assign(mma, { N: Number(c1), K: Number(c2) });
-      loads.add(`${kind}:${arr}`);
-      result += `sgm_${kind}_${arr}(${a[1]}, ${a[2]}, ${major === "col_major" ? 1 : 0}u)`;
-    } else {
-      if (major !== "row_major") throw new Error("emulation: only row_major result stores");
-      stores.add(arr);
-      result += `sgm_store_${arr}(${a[1]}, &${a[2]}, ${a[3]})`;
+  const rewritten = rewriteSgmmCalls(wgsl, (c) => {
+    if (c.op === "Load") {
+      loads.add(`${c.kind}:${c.arr}`);
+      return `sgm_${c.kind}_${c.arr}(${c.args[0]}, ${c.args[1]}, ${c.major === "col_major" ? 1 : 0}u)`;
     }
-    last = end;
-  }
-  out = result + out.slice(last);
+    stores.add(c.arr);
+    return `sgm_store_${c.arr}(${c.args[0]}, &${c.args[1]}, ${c.args[2]})`;
+  });
+  let out = rewritten.out;
+  const mma = rewritten.mma;
   const { M, N, K } = mma;
   if (!M) return out;
   out = out

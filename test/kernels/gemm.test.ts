@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { chooseGemmTile, type GemmConfig, type GemmOperandType, gemmPathsFor, generateGemm, mmaShapesFor } from "../../compiler/kernels/gemm.js";
 import { createComputePipeline, readBuffer, runKernel, uploadBuffer } from "../../runtime/device.js";
 import { decodeBF16, decodeFP8, encodeBF16, encodeFP8, packFP8, unpackFP8 } from "../../runtime/fp8.js";
-import { callArgs, sgmmCallRe, withoutSgmmEnable } from "../helpers/emulate-sgmm.js";
+import { rewriteSgmmCalls } from "../helpers/emulate-sgmm.js";
 import { getGpu, SKIP_GPU, withGpu } from "../helpers/gpu.js";
 
 // ---------- the oracle (f64) ----------
@@ -102,29 +102,14 @@ function makeTensor(type: GemmOperandType, n: number, amp: number, next: () => n
  * lavapipe's compiler cannot unroll them (it would take minutes).
  */
 function emulateSubgroupMatrices(wgsl: string): string {
-  let out = withoutSgmmEnable(wgsl);
-  const mma = { M: 0, N: 0, K: 0 };
-  const callRe = sgmmCallRe();
-  let result = "";
-  let last = 0;
-  for (let m = callRe.exec(out); m; m = callRe.exec(out)) {
-    const [whole, op, kind, c1, c2, major] = m;
-    const [a, end] = callArgs(out, m.index + whole.length - 1);
-    const arr = a[0].replace(/^&/, "");
-    result += out.slice(last, m.index);
-    if (op === "Load") {
-      const want = kind === "left" ? "sh_a" : "sh_b";
-      if (arr !== want) throw new Error(`emulation: ${kind} fragment loaded from ${arr}, expected ${want}`);
-      if (kind === "left") Object.assign(mma, { M: Number(c2), K: Number(c1) });
-      else Object.assign(mma, { N: Number(c1), K: Number(c2) });
-      result += `SgmFrag(${a[1]}, ${a[2]}, ${major === "col_major" ? 1 : 0}u)`;
-    } else {
-      if (major !== "row_major") throw new Error("emulation: only row_major result stores");
-      result += `sgm_store_${arr}(${a[1]}, &${a[2]}, ${a[3]})`;
-    }
-    last = end;
-  }
-  out = result + out.slice(last);
+  const rewritten = rewriteSgmmCalls(wgsl, (c) => {
+    if (c.op === "Store") return `sgm_store_${c.arr}(${c.args[0]}, &${c.args[1]}, ${c.args[2]})`;
+    const want = c.kind === "left" ? "sh_a" : "sh_b";
+    if (c.arr !== want) throw new Error(`emulation: ${c.kind} fragment loaded from ${c.arr}, expected ${want}`);
+    return `SgmFrag(${c.args[0]}, ${c.args[1]}, ${c.major === "col_major" ? 1 : 0}u)`;
+  });
+  let out = rewritten.out;
+  const mma = rewritten.mma;
   const { M, N, K } = mma;
   if (!M) return out;
   out = out
