@@ -1,46 +1,102 @@
-// Native vs emulated tensor-core attention (attention-sgmm.ts) on this adapter, every pass and output:
-// how many elements differ and in which rows/columns. Needs an adapter with subgroup matrices.
-//   node --import tsx bench/attention-sgmm-debug.ts
+// The tensor-core attention (attention-sgmm.ts) run natively on this adapter against the f64 oracle
+// of the attention tests, every pass and output, for several cases × kernel variants (tile options):
+// how far each output is off (worst error over the tensor's largest element) and in which
+// rows/columns, so a native-only fault can be pinned to what the failing variants share.
+// Needs an adapter with subgroup matrices.
+//   node --import tsx bench/attention-sgmm-debug.ts [--variants default,sg1,...]
+// First found with it (H100, docs/bench/2026-11-23-h100-fourth-attention-sgmm-debug.log): a
+// subgroupMax ahead of the products broke every backward product of the non-packed inputs.
 import type { AttentionConfig, AttentionPass } from "../compiler/kernels/attention.js";
-import { attentionSgmm, attentionSgmmShape } from "../compiler/kernels/attention-sgmm.js";
+import { type AttentionSgmmTiles, attentionSgmm, attentionSgmmShape, attentionSgmmTiles } from "../compiler/kernels/attention-sgmm.js";
 import { openGpu } from "../runtime/device.js";
-import { emulateSubgroupMatrices } from "../test/helpers/emulate-sgmm.js";
-import { type KernelData, f32, rng, run } from "../test/kernels/harness.js";
+import { oracle } from "../test/kernels/attention-oracle.js";
+import { type KernelData, f32, fakeQuant, quantize, rng, run } from "../test/kernels/harness.js";
+
 const gpu = await openGpu();
 const sh = attentionSgmmShape(gpu.caps);
-if (typeof sh === "string") throw new Error(sh);
-console.log("mma", JSON.stringify(sh));
+if (typeof sh === "string") throw new Error(`no native subgroup-matrix attention here: ${sh}`);
+console.log(`adapter ${gpu.caps.adapterName}; mma ${JSON.stringify(sh)}; ${new Date().toISOString()}`);
+
+type Variant = Partial<AttentionSgmmTiles>;
+const VARIANTS: Record<string, Variant> = {
+  default: {},
+  sg1: { subgroups: 1 },
+  sg2c32: { subgroups: 2, cols: 32 },
+};
+const arg = process.argv.indexOf("--variants");
+const chosen = arg > 0 ? process.argv[arg + 1].split(",") : Object.keys(VARIANTS);
+
+type Inputs = "f32" | "fp8-f32" | "fp8-packed";
+const CASES: [string, Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHeads" | "headDim" | "causal">, Inputs][] = [
+  ["T19 hd16 f32", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, "f32"],
+  ["T19 hd16 fp8-f32", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, "fp8-f32"],
+  ["T19 hd16 packed", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, "fp8-packed"],
+  ["T128 hd64 f32", { batch: 1, seqLen: 128, heads: 2, kvHeads: 2, headDim: 64, causal: true }, "f32"],
+  ["T128 hd64 packed", { batch: 1, seqLen: 128, heads: 2, kvHeads: 2, headDim: 64, causal: true }, "fp8-packed"],
+];
+
 const rand = rng(7);
-for (const [label, shape, fp8, sP] of [
-  ["f32 A", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, false, 448],
-  ["fp8 A sP448", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, true, 448],
-  ["fp8 A sP1", { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true }, true, 1],
-  ["fp8 T64 hd64", { batch: 1, seqLen: 64, heads: 2, kvHeads: 2, headDim: 64, causal: true }, true, 448],
-  ["f32 T64 hd64", { batch: 1, seqLen: 64, heads: 2, kvHeads: 2, headDim: 64, causal: true }, false, 448],
-] as const) {
-  const cfg: AttentionConfig = { ...shape, name: "dbg", scale: 0.3, maxSharedBytes: gpu.caps.maxComputeWorkgroupStorageSize, ...(fp8 ? { fp8: { scaleInv: { q: 0, k: 0, v: 0, dO: 0 }, scale: { p: 0, dS: 1 }, amax: { p: 0, dS: 1 }, f32Inputs: true } } : {}) };
+const sIn = [64, 32, 128, 4096];
+const [sP, sDs] = [448, 3000.5];
+const scales = Float32Array.from([...sIn.map((s) => 1 / s), sP, sDs]);
+
+for (const [label, shape, inputs] of CASES) {
+  const fp8 = inputs === "f32" ? undefined : { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 }, f32Inputs: inputs === "fp8-f32" };
+  const cfg: AttentionConfig = { ...shape, name: "dbg", scale: 0.3, maxSharedBytes: gpu.caps.maxComputeWorkgroupStorageSize, ...(fp8 ? { fp8 } : {}) };
   const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
-  const [q, k, v, dO] = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH, -1e-2, 1e-2)];
-  const scales = Float32Array.of(sP, 3000.5);
-  const outs: Record<string, Record<string, Float32Array>> = {};
-  for (const how of ["native", "emulated"]) {
-    const gen = (p: AttentionPass) => { const k = attentionSgmm(cfg, p, sh.mma, sh.subgroupSize); return how === "native" ? k : { ...k, wgsl: emulateSubgroupMatrices(k.wgsl) }; };
-    const extra: KernelData = fp8 ? { scales, amax: 8 } : {};
-    const fwd = await run(gpu, gen("fwd"), { q, k, v, o: q.byteLength, lse: B * H * T * 4, ...extra });
-    const o = f32(fwd.o), lse = f32(fwd.lse);
-    const dq = await run(gpu, gen("bwd_dq"), { q, k, v, o, dout: dO, lse, delta: lse.byteLength, dq: q.byteLength, ...(fp8 ? { scales } : {}) });
-    const dkv = await run(gpu, gen("bwd_dkv"), { q, k, v, dout: dO, lse, delta: f32(dq.delta), dk: k.byteLength, dv: v.byteLength, ...extra });
-    outs[how] = { o, lse, delta: f32(dq.delta), dq: f32(dq.dq), dk: f32(dkv.dk), dv: f32(dkv.dv) };
+  const raw = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH, -1e-2, 1e-2)];
+  let ins: KernelData;
+  let want: ReturnType<typeof oracle>;
+  if (fp8) {
+    const [q, k, v, dO] = [quantize(raw[0], "e4m3", sIn[0]), quantize(raw[1], "e4m3", sIn[1]), quantize(raw[2], "e4m3", sIn[2]), quantize(raw[3], "e5m2", sIn[3])];
+    want = oracle(q.deq, k.deq, v.deq, dO.deq, cfg, fakeQuant("e4m3", sP), fakeQuant("e5m2", sDs));
+    ins = fp8.f32Inputs
+      ? { q: Float32Array.from(q.deq), k: Float32Array.from(k.deq), v: Float32Array.from(v.deq), dout: Float32Array.from(dO.deq), scales }
+      : { q: q.words, k: k.words, v: v.words, dout: dO.words, scales };
+  } else {
+    want = oracle(raw[0], raw[1], raw[2], raw[3], cfg);
+    ins = { q: raw[0], k: raw[1], v: raw[2], dout: raw[3] };
   }
-  for (const key of Object.keys(outs.native)) {
-    const a = outs.native[key], b = outs.emulated[key];
-    const scale = Math.max(...Array.from(b, Math.abs)) || 1;
-    const bad: number[] = [];
-    for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i] - b[i]) <= 4e-3 * scale)) bad.push(i);
-    const width = key === "lse" || key === "delta" ? 1 : key === "dk" || key === "dv" ? KV * DH : H * DH;
-    const rows = [...new Set(bad.map((i) => Math.floor(i / width)))];
-    const cols = [...new Set(bad.map((i) => i % width))];
-    console.log(`${label.padEnd(14)} ${key.padEnd(6)} bad ${bad.length}/${a.length}  rows ${rows.slice(0, 24).join(",")}  cols ${cols.slice(0, 24).join(",")}${bad.length ? `  e.g. [${bad[0]}] ${a[bad[0]]} vs ${b[bad[0]]}` : ""}`);
+  const nq = B * T * H * DH * 4;
+  const nk = B * T * KV * DH * 4;
+  const amax: KernelData = fp8 ? { amax: 8 } : {};
+  for (const name of chosen) {
+    const variant = VARIANTS[name];
+    if (!variant) throw new Error(`unknown variant ${name} (${Object.keys(VARIANTS).join(", ")})`);
+    const gen = (p: AttentionPass) => attentionSgmm(cfg, p, sh.mma, sh.subgroupSize, { ...attentionSgmmTiles(cfg, p, sh.mma, sh.subgroupSize), ...variant });
+    const got: Record<string, Float32Array> = {};
+    try {
+      const fwd = await run(gpu, gen("fwd"), { ...ins, o: nq, lse: B * H * T * 4, ...amax });
+      // The backward reads the oracle's O and LSE: a forward fault does not hide a backward one.
+      const [o, lse] = [Float32Array.from(want.o), Float32Array.from(want.lse)];
+      Object.assign(got, { o: f32(fwd.o), lse: f32(fwd.lse) });
+      const dq = await run(gpu, gen("bwd_dq"), { ...ins, o, lse, delta: lse.byteLength, dq: nq });
+      Object.assign(got, { delta: f32(dq.delta), dq: f32(dq.dq) });
+      const dkv = await run(gpu, gen("bwd_dkv"), { ...ins, lse, delta: Float32Array.from(want.delta), dk: nk, dv: nk, ...amax });
+      Object.assign(got, { dk: f32(dkv.dk), dv: f32(dkv.dv) });
+    } catch (e) {
+      console.log(`${label.padEnd(18)} ${name.padEnd(8)} FAILED after [${Object.keys(got)}]: ${(e as Error).message.split("\n")[0]}`);
+      continue;
+    }
+    const parts: string[] = [];
+    for (const key of ["o", "lse", "delta", "dq", "dk", "dv"] as const) {
+      const a = got[key];
+      const b = want[key];
+      let scale = 0;
+      for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
+      let worst = 0;
+      const bad: number[] = [];
+      for (let i = 0; i < b.length; i++) {
+        const err = Math.abs(a[i] - b[i]) / (scale || 1);
+        if (!(err <= worst)) worst = Number.isNaN(err) ? Infinity : Math.max(worst, err);
+        if (!(err <= 2 ** -9)) bad.push(i);
+      }
+      const width = key === "lse" || key === "delta" ? 1 : key === "dk" || key === "dv" ? KV * DH : H * DH;
+      const rows = [...new Set(bad.map((i) => Math.floor(i / width)))];
+      const cols = [...new Set(bad.map((i) => (i % width) % DH))].sort((x, y) => x - y);
+      parts.push(`${key} ${worst.toExponential(1)}${bad.length ? ` (${bad.length} bad; rows ${rows.slice(0, 8).join(",")}${rows.length > 8 ? "…" : ""}; dims ${cols.slice(0, 12).join(",")}${cols.length > 12 ? "…" : ""})` : ""}`);
+    }
+    console.log(`${label.padEnd(18)} ${name.padEnd(8)} ${parts.join(" | ")}`);
   }
 }
 gpu.destroy();

@@ -251,15 +251,15 @@ function attentionFp8(n: NodeOf<"attention" | "attention_grad">, cx: Ctx) {
 
 /**
  * One attention pass. CPU adapters: a row per invocation, no barriers (attention-rows.ts; 8× faster
- * than the tiles on lavapipe, docs/kernels.md). With FOGC_ATTENTION=sgmm, on adapters with subgroup
- * matrices: the tensor-core kernels (attention-sgmm.ts, experimental). Else FMA tiles; for short
- * sequences tiles of the sequence's size (less work, faster compiles) when they fit.
+ * than the tiles on lavapipe, docs/kernels.md). Adapters with f16 subgroup matrices and a fixed
+ * subgroup size: the tensor-core kernels (attention-sgmm.ts). Else FMA tiles; for short sequences
+ * tiles of the sequence's size (less work, faster compiles) when they fit. FOGC_ATTENTION=tiled
+ * forces the FMA tiles anywhere (for comparisons).
  */
 function attentionKernel(cfg: AttentionConfig, pass: AttentionPass, caps: PlanOptions["caps"]): KernelSource {
-  if (caps?.isCpu && cfg.headDim % 4 === 0 && process.env.FOGC_ATTENTION !== "tiled") return attentionRows(cfg, pass); // rows as vec4s
-  // Tensor-core kernels only when asked (FOGC_ATTENTION=sgmm): on the H100 they disagree with their
-  // own emulation and one fails to compile (docs/kernels.md), so the FMA tiles stay the default.
-  const sg = caps && process.env.FOGC_ATTENTION === "sgmm" ? attentionSgmmShape(caps) : "FOGC_ATTENTION is not sgmm";
+  const tiled = process.env.FOGC_ATTENTION === "tiled";
+  if (caps?.isCpu && cfg.headDim % 4 === 0 && !tiled) return attentionRows(cfg, pass); // rows as vec4s
+  const sg = caps && !tiled ? attentionSgmmShape(caps) : "FMA tiles asked for";
   if (caps && typeof sg !== "string" && attentionSgmmSupported(cfg, caps)) return attentionSgmm(cfg, pass, sg.mma, sg.subgroupSize);
   const p = Math.max(4, nextPow2(cfg.seqLen));
   const lanes = [8, 4].find((l) => l <= p && cfg.headDim % l === 0);

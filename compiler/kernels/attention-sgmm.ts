@@ -63,23 +63,19 @@ const lcm = (a: number, b: number): number => {
   return (a / gcd(a, b)) * b;
 };
 
-/**
- * Whether a backward pass takes the dynamic dO scale (dO not packed FP8), reduced over the workgroup
- * through one f32 per subgroup. No workgroup atomics in these kernels: on the H100 (Dawn/Vulkan)
- * declaring an atomic<u32> workgroup array corrupted the subgroup-matrix results of the whole kernel
- * (FP8DPA forward: wrong lse and O = 0 natively; the same kernel without it matched its emulation).
- */
-const usesDoScale = (pass: AttentionPass, cfg: AttentionConfig): boolean => pass !== "fwd" && !(cfg.fp8 && !cfg.fp8.f32Inputs);
+// Two native-only faults of the H100 (Dawn/Vulkan, driver 580), each of which made products wrong
+// while the same kernel emulated per invocation was right (bench/attention-sgmm-debug.ts): an
+// atomic<u32> workgroup array anywhere in the kernel, and a subgroupMax ahead of the products. Hence
+// amax by atomicMaxOf after the products, and the dO scale's max by a workgroup tree over sh_s.
 
 /** Workgroup memory (bytes) of a pass with R owned rows and C-row steps. */
 function sharedBytes(pass: AttentionPass, cfg: AttentionConfig, R: number, C: number): number {
   const ld = cfg.headDim + PAD16;
   const [lds, ldp] = [C + PAD32, C + PAD16];
-  const atomics = usesDoScale(pass, cfg) ? 4 * 8 : 0; // sg_max: one f32 per subgroup (≤ 8)
   // fwd/bwd_dq: one step buffer [2C][LD] (K, V; Q and dO pass through it into registers).
-  if (pass === "fwd") return 2 * (2 * C * ld + R * ldp) + 4 * R * lds + atomics;
-  if (pass === "bwd_dq") return 2 * (2 * C * ld + R * ldp) + 4 * 2 * R * lds + atomics;
-  return 2 * (2 * R * ld + 2 * C * ld + 2 * R * ldp) + 4 * (2 * R * lds + 2 * C) + atomics;
+  if (pass === "fwd") return 2 * (2 * C * ld + R * ldp) + 4 * R * lds;
+  if (pass === "bwd_dq") return 2 * (2 * C * ld + R * ldp) + 4 * 2 * R * lds;
+  return 2 * (2 * R * ld + 2 * C * ld + 2 * R * ldp) + 4 * (2 * R * lds + 2 * C);
 }
 
 /**
@@ -152,6 +148,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   check(DH % MK === 0 && DH % MN === 0 && DH % 4 === 0, `attention (subgroup matrices): head_dim ${DH} must be a multiple of mma.K ${MK}, mma.N ${MN} and 4`);
   check(C % MN === 0 && C % MK === 0 && C % LPR === 0, `attention (subgroup matrices): cols ${C} must be a multiple of mma.N, mma.K and ${LPR}`);
   check(NT <= 1024, `attention (subgroup matrices): ${NT} invocations per workgroup`);
+  check(R * (C + PAD32) >= NT, `attention (subgroup matrices): the dO max tree needs ${NT} f32 of sh_s`);
   check(R <= 2 * C || (2 * C) % MM === 0, `attention (subgroup matrices): strips of ${MM} rows straddle the ${2 * C}-row chunks of the step buffer`);
   const budget = cfg.maxSharedBytes ?? 16384;
   const bytes = sharedBytes(pass, cfg, R, C);
@@ -181,7 +178,6 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   b.workgroupArray("sh_s", "f32", R * (C + PAD32)).workgroupArray("sh_p", "f16", R * (C + PAD16));
   if (pass !== "fwd") b.workgroupArray("sh_dp", "f32", R * (C + PAD32));
   if (dkv) b.workgroupArray("sh_ds", "f16", R * (C + PAD16)).workgroupArray("lse_s", "f32", C).workgroupArray("d_s", "f32", C);
-  if (usesDoScale(pass, cfg)) b.workgroupArray("sg_max", "f32", t.subgroups);
 
   const QW = H * DH;
   const KW = HKV * DH;
@@ -216,11 +212,13 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
     `    dmax = max(dmax, max(max(x.x, x.y), max(x.z, x.w)));`,
     `  }`,
     `}`,
-    `let sg_dmax = subgroupMax(dmax);`,
-    `if (lane == 0u) { sg_max[sg] = sg_dmax; }`,
+    // A tree over sh_s (not yet in use; R·LDS ≥ the workgroup's invocations). Not subgroupMax: on the
+    // H100 a subgroupMax ahead of the matrix products made every backward product wrong.
+    `sh_s[lidx] = dmax;`,
     `workgroupBarrier();`,
-    `var wg_dmax = 0.0;`,
-    `for (var s = 0u; s < ${t.subgroups}u; s++) { wg_dmax = max(wg_dmax, sg_max[s]); }`,
+    ...range(Math.log2(NT)).flatMap((k) => [`if (lidx < ${NT >> (k + 1)}u) { sh_s[lidx] = max(sh_s[lidx], sh_s[lidx + ${NT >> (k + 1)}u]); }`, `workgroupBarrier();`]),
+    `let wg_dmax = sh_s[0];`,
+    `workgroupBarrier();`,
     // 2^E with max·2^E in [1, 2), E ≤ 100 (an all-zero or denormal dO must not make it infinite).
     `let ${out} = ldexp(1.0, min(1 - frexp(wg_dmax).exp, 100));`,
   ];

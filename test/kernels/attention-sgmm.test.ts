@@ -50,6 +50,8 @@ const A: Shape = { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, caus
 // 4 subgroups of 8 rows: one workgroup holds every query row (R = 32 > seq), staged in 2 chunks of 2C = 16 rows.
 const A4: Shape = { ...A, sgTiles: { subgroups: 4, cols: 8 } };
 const B: Shape = { batch: 2, seqLen: 9, heads: 4, kvHeads: 2, headDim: 16, causal: false, mma: { M: 4, N: 8, K: 8 }, sgTiles: { subgroups: 2, cols: 16 } };
+// GPT-2-small's head_dim, a partial last tile, GQA 2/1 (natively: default tiles of 16×16×16 products).
+const C: Shape = { batch: 1, seqLen: 70, heads: 2, kvHeads: 1, headDim: 64, causal: true, mma: { M: 8, N: 8, K: 8 }, sgTiles: { subgroups: 2, cols: 16 } };
 const dims = ({ mma: _m, sgTiles: _t, ...d }: Shape) => d;
 const TITLE = (s: Shape) =>
   `${s.causal ? "causal" : "non-causal"}, B ${s.batch}, GQA ${s.heads}/${s.kvHeads}, seq ${s.seqLen}, head_dim ${s.headDim} (emulated: mma ${s.mma.M}×${s.mma.N}×${s.mma.K}, ${s.sgTiles.subgroups} subgroups, ${s.sgTiles.cols} cols)`;
@@ -59,9 +61,6 @@ async function mode(): Promise<{ native: { mma: MmaShape; subgroupSize: number }
   const gpu = await getGpu();
   const shape = attentionSgmmShape(gpu.caps);
   if (typeof shape !== "string") {
-    // Natively these kernels disagree with their emulation on the H100 (docs/kernels.md), so the
-    // lowering does not pick them; FOGC_ATTENTION=sgmm runs them here, for whoever fixes them.
-    if (process.env.FOGC_ATTENTION !== "sgmm") return `the native subgroup-matrix attention is experimental (wrong on the H100; docs/kernels.md): FOGC_ATTENTION=sgmm runs it`;
     return { native: shape };
   }
   if (process.env.FOGC_EMULATE_SGMM !== "1") return `adapter '${gpu.caps.adapterName}' cannot run them (${shape}); FOGC_EMULATE_SGMM=1 runs them emulated (slow)`;
@@ -92,6 +91,7 @@ describe.skipIf(SKIP_GPU)("attention on subgroup matrices, f32 inputs (f16 opera
   const cases: [string, Shape, number][] = [
     [TITLE(A), A, 1],
     [TITLE(B), B, 1],
+    [TITLE(C), C, 1],
     [`dO ~1e-6 (below f16's normal range: the dynamic power-of-two scale), ${TITLE(A)}`, A, 1e-6],
   ];
   for (const [title, shape, doAmp] of cases) {
@@ -126,6 +126,7 @@ describe.skipIf(SKIP_GPU)("attention on subgroup matrices, FP8DPA (E4M3 Q/K/V/P,
   const cases: [string, Shape, boolean][] = [
     [`packed inputs, ${TITLE(A4)}`, A4, false],
     [`f32 inputs, ${TITLE(B)}`, B, true],
+    [`packed inputs, ${TITLE(C)}`, C, false],
   ];
   for (const [title, shape, f32Inputs] of cases) {
     it(title, async (ctx) => {
