@@ -164,19 +164,23 @@ export function fakeQuant(cfg: FakeQuantConfig): KernelSource {
 // Kernels below read their length from arrayLength (bindings are sized exactly), so one pipeline
 // serves every tensor size; `n` only sizes the dispatch.
 
-/** amax[index] = max(amax[index], max |x|) on the f32 bits (the buffer is cleared each step). Bindings: x, slot_info, amax. */
-export function absmaxBits(cfg: { name: string; n: number; subgroups?: boolean }): KernelSource {
-  const b = new WgslBuilder(cfg.name, "absmax");
-  b.bind("x", "f32");
+/**
+ * amax[index] = max(amax[index], max |x|) on the f32 bits (the buffer is cleared each step), x f32
+ * or packed bf16 (two a word: the top halves of f32s, so the same bit order). Bindings: x, slot_info, amax.
+ */
+export function absmaxBits(cfg: { name: string; n: number; subgroups?: boolean; bf16?: boolean }): KernelSource {
+  const b = new WgslBuilder(cfg.name, cfg.bf16 ? "absmax bf16" : "absmax");
+  b.bind("x", cfg.bf16 ? "u32" : "f32");
   b.bind("slot_info", "u32");
   b.bind("amax", "atomic<u32>", "read_write");
+  const abs = cfg.bf16 ? "max((x[e] << 16u) & 0x7fffffffu, x[e] & 0x7fff0000u)" : ABS_BITS("x[e]");
   const body = [
     `let i = ${FLAT_WG} * ${WG}u + lidx;`,
     `var bits = 0u;`,
-    `for (var e = i; e < arrayLength(&x); e = e + ${WG}u * nwg.x * nwg.y) { bits = max(bits, ${ABS_BITS("x[e]")}); }`,
+    `for (var e = i; e < arrayLength(&x); e = e + ${WG}u * nwg.x * nwg.y) { bits = max(bits, ${abs}); }`,
     ...atomicMaxOf(b, "bits", `amax[${ATOMIC}]`, cfg.subgroups ?? false),
   ];
-  return finish(b, WG, body, grid(Math.min(1024, Math.ceil(cfg.n / WG))));
+  return finish(b, WG, body, grid(Math.min(1024, Math.ceil(cfg.n / (cfg.bf16 ? 2 * WG : WG)))));
 }
 
 export interface ScaleRecipe {

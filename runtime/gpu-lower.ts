@@ -381,8 +381,26 @@ function gemmOperand(cx: Ctx, i: 0 | 1): { type: Storage; buffer: number; scaleI
 }
 
 /**
+ * The f32 bits of max |input i| (a bf16 operand) in a per-step atomic word of its own, as a one-word
+ * view: one absmax pass per value and step, shared by every GEMM that reads it.
+ */
+function bf16Amax(cx: Ctx, i: 0 | 1): BufferView {
+  const id = cx.node.inputs[i];
+  return cx.memo(`bf16_amax:${id}`, () => {
+    const at = cx.atomics(1, true);
+    const amax = cx.external(KEYS.atomics, 0);
+    const n = numel(cx.graph.nodes[id].shape);
+    const slot_info = cx.constant(Uint32Array.of(0, 0, at), "amax word");
+    cx.kernel("amax bf16", rk.absmaxBits({ name: `${kname(cx.graph.nodes[id])}_amax`, n, subgroups: !!cx.opts.caps?.subgroups, bf16: true }), { x: cx.in(i, true), slot_info, amax });
+    return { buffer: amax, offset: at * 4, bytes: 4 };
+  });
+}
+
+/**
  * matmul (with a fused epilogue: bias node, activation, residual node). FP8×FP8 takes the
- * subgroup-matrix path where the adapter has one; everything else the FMA path.
+ * subgroup-matrix path where the adapter has one, and so does bf16×bf16, each operand pre-scaled
+ * into f16's range by a power of two from its amax (GemmConfig.preScale; FOGC_BF16_GEMM=fma keeps
+ * them on the FMA path); everything else the FMA path.
  */
 function lowerGemm(n: NodeOf<"matmul">, cx: Ctx, ep: { bias?: number; act?: GemmEpilogue["act"]; residual?: number }): void {
   const { transA, transB } = n.attrs;
@@ -393,14 +411,17 @@ function lowerGemm(n: NodeOf<"matmul">, cx: Ctx, ep: { bias?: number; act?: Gemm
   const [opA, opB] = [gemmOperand(cx, 0), gemmOperand(cx, 1)];
   const fp8 = (t: Storage) => t === "e4m3" || t === "e5m2";
   const caps = cx.opts.caps;
-  const path = fp8(opA.type) && fp8(opB.type) && caps && gemmPathsFor(caps).includes("subgroup-matrix") ? "subgroup-matrix" : "fma";
+  const tensorCores = !!caps && gemmPathsFor(caps).includes("subgroup-matrix");
+  const preScale = tensorCores && opA.type === "bf16" && opB.type === "bf16" && process.env.FOGC_BF16_GEMM !== "fma";
+  const path = (fp8(opA.type) && fp8(opB.type) && tensorCores) || preScale ? "subgroup-matrix" : "fma";
   const epilogue: GemmEpilogue = { ...(ep.bias !== undefined ? { bias: true } : {}), ...(ep.act ? { act: ep.act } : {}), ...(ep.residual !== undefined ? { residual: true } : {}) };
-  const cfg = { name: kname(n), M, N, K, transA, transB, a: opA.type, b: opB.type, scaleA: !!opA.scaleInv, scaleB: !!opB.scaleInv, out: "f32" as const, epilogue, path } as const;
+  const cfg = { name: kname(n), M, N, K, transA, transB, a: opA.type, b: opB.type, scaleA: !!opA.scaleInv, scaleB: !!opB.scaleInv, out: "f32" as const, epilogue, path, ...(preScale ? { preScale } : {}) } as const;
   const src = generateGemm(cfg, caps);
   const c = cx.out();
   const bind: Record<string, number | BufferView> = { a: opA.buffer, b: opB.buffer, c };
   if (opA.scaleInv) bind.scale_a = opA.scaleInv;
   if (opB.scaleInv) bind.scale_b = opB.scaleInv;
+  if (preScale) Object.assign(bind, { amax_a: bf16Amax(cx, 0), amax_b: bf16Amax(cx, 1) });
   if (ep.bias !== undefined) bind.bias = cx.value(ep.bias);
   if (ep.residual !== undefined) bind.residual = cx.value(ep.residual);
   const what = ["gemm", ep.bias !== undefined ? "bias" : "", ep.act ?? "", ep.residual !== undefined ? "residual" : ""].filter(Boolean).join("+");

@@ -124,9 +124,11 @@ function encodeFp8Word(b: WgslBuilder, format: "e4m3" | "e5m2", v: string): stri
  * `load_<x>(r, c0) -> vec4<prec>`: storage elements (r, c0..c0+3) decoded exactly, zero outside the
  * matrix (M/N/K tails, and rows that are not word aligned when K % 4 != 0). c0 is a multiple of 4.
  */
-export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
+export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec, preScale = false): string {
   const { name, type, rows, cols } = op;
   const vec = `vec4<${prec}>`;
+  // GemmConfig.preScale: the f32 value times 2^e before its rounding to f16.
+  const pre = preScale ? ` * ldexp(1.0, pre_exp(amax_${name}[0]))` : "";
   const lines = [`fn load_${name}(r: u32, c0: u32) -> ${vec} {`, `  if (r >= ${rows}u || c0 >= ${cols}u) { return ${vec}(); }`];
   if (type === "f32") {
     // f32 operands only run on the FMA path (prec f32).
@@ -143,7 +145,7 @@ export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
         `  let w = (r * ${cols}u + c0) / 2u;`,
         `  let lo = ${name}[w];`,
         `  let hi = ${name}[w + 1u];`,
-        `  return ${vec}(bitcast<vec4<f32>>(vec4<u32>(lo << 16u, lo & 0xffff0000u, hi << 16u, hi & 0xffff0000u)));`,
+        `  return ${vec}(bitcast<vec4<f32>>(vec4<u32>(lo << 16u, lo & 0xffff0000u, hi << 16u, hi & 0xffff0000u))${pre});`,
       );
     } else {
       lines.push(`  return ${fp8WordDecoder(b, FP8_FORMATS[type], prec)}(${name}[(r * ${cols}u + c0) / 4u]);`);
@@ -155,7 +157,7 @@ export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec): string {
       `  var v = ${vec}();`,
       `  for (var q = 0u; q < min(4u, ${cols}u - c0); q++) {`,
       `    let f = r * ${cols}u + c0 + q;`,
-      `    v[q] = ${decodeLane(b, type, `${name}[f / ${perWord}u]`, `f % ${perWord}u`, prec)};`,
+      `    v[q] = ${type === "bf16" && prec === "f16" ? `f16(${decodeLane(b, type, `${name}[f / ${perWord}u]`, `f % ${perWord}u`)}${pre})` : decodeLane(b, type, `${name}[f / ${perWord}u]`, `f % ${perWord}u`, prec)};`,
       "  }",
       "  return v;",
     );
@@ -242,7 +244,8 @@ export function scalarStore(op: Operand, lay: SharedLayout, base?: string): (ti:
 export function epilogueHelper(b: WgslBuilder, cfg: GemmConfig): string {
   const { M, N } = cfg;
   const ep = cfg.epilogue ?? {};
-  const scales = [cfg.scaleA ? " * scale_a[0]" : "", cfg.scaleB ? " * scale_b[0]" : ""].join("");
+  const unPre = cfg.preScale ? " * ldexp(1.0, -pre_exp(amax_a[0])) * ldexp(1.0, -pre_exp(amax_b[0]))" : "";
+  const scales = [cfg.scaleA ? " * scale_a[0]" : "", cfg.scaleB ? " * scale_b[0]" : "", unPre].join("");
   const steps: string[] = [];
   if (ep.bias) steps.push("x = x + bias[n + q];");
   if (ep.act) {
@@ -278,6 +281,20 @@ export function epilogueHelper(b: WgslBuilder, cfg: GemmConfig): string {
   return lines.join("\n");
 }
 
+/**
+ * `pre_exp(amax_bits) -> i32`: the e of GemmConfig.preScale, max·2^e ∈ [2^14, 2^15) from the biased
+ * exponent E of max |x| (2^(E−127) ≤ max < 2^(E−126)): e = 141 − E, within ldexp's range; 0 for a
+ * zero or subnormal max (nothing to scale) and for inf/NaN (those propagate as they would in f32).
+ */
+export function preExpHelper(): string {
+  return [
+    "fn pre_exp(bits: u32) -> i32 {",
+    "  let e = i32((bits >> 23u) & 0xffu);",
+    "  return select(clamp(141 - e, -126, 126), 0, e == 0 || e == 255);",
+    "}",
+  ].join("\n");
+}
+
 /** Declares bindings in a fixed order: a, b, c, then the optional ones in GemmConfig order. */
 export function declareBindings(b: WgslBuilder, cfg: GemmConfig): void {
   b.bind("a", storageElem(cfg.a));
@@ -285,6 +302,10 @@ export function declareBindings(b: WgslBuilder, cfg: GemmConfig): void {
   b.bind("c", storageElem(cfg.out), "read_write");
   if (cfg.scaleA) b.bind("scale_a", "f32");
   if (cfg.scaleB) b.bind("scale_b", "f32");
+  if (cfg.preScale) {
+    b.bind("amax_a", "u32");
+    b.bind("amax_b", "u32");
+  }
   if (cfg.epilogue?.bias) b.bind("bias", "f32");
   if (cfg.epilogue?.residual) b.bind("residual", "f32");
   if (isFp8(cfg.out)) {

@@ -4,7 +4,7 @@
 // The paths live in gemm-fma.ts and gemm-sgmm.ts, their shared I/O in gemm-io.ts; this file holds the
 // config, the tile choice per shape and adapter, and the generator that puts them together.
 import { type BindingSpec, WgslBuilder } from "../wgsl.js";
-import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, type Prec } from "./gemm-io.js";
+import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, preExpHelper, type Prec } from "./gemm-io.js";
 import { fmaDirectBody, fmaSharedBody, fmaThreads } from "./gemm-fma.js";
 import { sgmmHelper, sgmmSharedBytes, sgmmThreads } from "./gemm-sgmm.js";
 
@@ -72,6 +72,14 @@ export interface GemmConfig {
   epilogue?: GemmEpilogue;
   /** C += result (f32 or bf16 output). */
   accumulate?: boolean;
+  /**
+   * bf16 × bf16 on the subgroup-matrix path: each operand is multiplied by 2^e before rounding to
+   * f16, e from its max |x| (bindings amax_a, amax_b: the f32 bits, e.g. runtime absmaxBits) so the
+   * largest lands in [2^14, 2^15), and the accumulator by 2^-(e_a + e_b) after. Every bf16 value
+   * within 2^-29 of its tensor's max is then exact in f16 (bf16 has 8 significant bits, f16 11);
+   * smaller ones round to f16 subnormals, off by ≤ 2^-39 of the max.
+   */
+  preScale?: boolean;
   path: GemmPath;
   tile?: Partial<GemmTile>;
   /** One-line provenance printed at the top of the WGSL (e.g. the .fog line). */
@@ -202,11 +210,13 @@ function validate(cfg: GemmConfig): void {
     throw new Error(`gemm '${cfg.name}': ${msg}`);
   };
   for (const d of [cfg.M, cfg.N, cfg.K]) if (!Number.isInteger(d) || d < 1) fail(`M, N, K must be positive integers`);
-  if (cfg.path === "subgroup-matrix" && !(isFp8(cfg.a) && isFp8(cfg.b))) {
-    // FP8 is exact in f16. bf16 is not (its exponent range is wider): it needs a power-of-two
-    // pre-scale into f16's range before it can use this path; until then bf16/f32 use FMA.
-    fail(`the subgroup-matrix path takes FP8 operands only (got ${cfg.a}×${cfg.b}); use path "fma"`);
+  const bf16Pair = cfg.a === "bf16" && cfg.b === "bf16";
+  if (cfg.path === "subgroup-matrix" && !(isFp8(cfg.a) && isFp8(cfg.b)) && !(bf16Pair && cfg.preScale)) {
+    // FP8 is exact in f16. bf16 is not (its exponent range is wider): it needs the power-of-two
+    // pre-scale into f16's range (preScale); f32 operands take the FMA path.
+    fail(`the subgroup-matrix path takes FP8 operands, or bf16 ones with preScale (got ${cfg.a}×${cfg.b}); use path "fma"`);
   }
+  if (cfg.preScale && !(bf16Pair && cfg.path === "subgroup-matrix")) fail(`preScale applies to bf16×bf16 on the subgroup-matrix path (got ${cfg.a}×${cfg.b} on ${cfg.path})`);
   // Packed outputs are written as whole u32 words by one thread, so a word must not straddle rows.
   if (isFp8(cfg.out) && cfg.N % 4 !== 0) fail(`FP8 output needs N % 4 == 0 (N = ${cfg.N})`);
   if (cfg.out === "bf16" && cfg.N % 2 !== 0) fail(`bf16 output needs an even N (N = ${cfg.N})`);
@@ -226,7 +236,8 @@ export function generateGemm(cfg: GemmConfig, caps?: GemmTileCaps): GemmKernel {
   const prec: Prec = cfg.path === "fma" ? "f32" : "f16";
   if (prec === "f16") b.enable("f16");
   declareBindings(b, cfg);
-  for (const op of ops) b.helper(`load_${op.name}`, loaderHelper(b, op, prec));
+  if (cfg.preScale) b.helper("pre_exp", preExpHelper());
+  for (const op of ops) b.helper(`load_${op.name}`, loaderHelper(b, op, prec, cfg.preScale));
   b.helper("epilogue", epilogueHelper(b, cfg));
   if (isFp8(cfg.out)) b.workgroupArray("wg_amax", "atomic<u32>", 1);
   const workgroups: [number, number, number] = [Math.ceil(cfg.N / t.bn), Math.ceil(cfg.M / t.bm), 1];

@@ -150,6 +150,8 @@ interface Emulation {
 
 interface Case {
   cfg: GemmConfig;
+  /** Powers of two the operands' values are multiplied by (default 1): magnitudes outside f16's range. */
+  magnitude?: [number, number];
   /** Per-tensor scale_inv values for A and B and the output scale (FP8 outputs). */
   scaleA?: number;
   scaleB?: number;
@@ -165,11 +167,13 @@ interface Result {
   amax?: number;
 }
 
-async function runCase({ cfg, scaleA = 1, scaleB = 1 }: Case, seed = 1, transform: (wgsl: string) => string = (w) => w): Promise<Result> {
+async function runCase({ cfg, scaleA = 1, scaleB = 1, magnitude = [1, 1] }: Case, seed = 1, transform: (wgsl: string) => string = (w) => w): Promise<Result> {
   const { M, N, K } = cfg;
   const next = rng(seed);
-  const A = makeTensor(cfg.a, M * K, cfg.a === "e5m2" ? 2 : 3, next);
-  const B = makeTensor(cfg.b, K * N, 2, next);
+  const A = makeTensor(cfg.a, M * K, (cfg.a === "e5m2" ? 2 : 3) * magnitude[0], next);
+  const B = makeTensor(cfg.b, K * N, 2 * magnitude[1], next);
+  // preScale's bindings: the f32 bits of max |operand| (what runtime absmaxBits records).
+  const amaxBits = (t: Tensor) => new Uint32Array(Float32Array.of(t.values.reduce((m, x) => Math.max(m, Math.abs(x)), 0)).buffer)[0];
   const bias = Float32Array.from({ length: N }, () => next());
   const residual = Float32Array.from({ length: M * N }, () => next());
   const old = Float32Array.from({ length: M * N }, () => next());
@@ -222,6 +226,8 @@ async function runCase({ cfg, scaleA = 1, scaleB = 1 }: Case, seed = 1, transfor
       residual,
       scale_out: Float32Array.of(outScale),
       amax: Uint32Array.of(0),
+      amax_a: Uint32Array.of(amaxBits(A)),
+      amax_b: Uint32Array.of(amaxBits(B)),
     };
     const buffers = kernel.bindings.map((bd) => uploadBuffer(gpu, data[bd.name], bd.name));
     await runKernel(gpu, pipeline, buffers, kernel.workgroups);
@@ -425,6 +431,9 @@ describe.skipIf(SKIP_GPU)("gemm (FMA path, on the device)", () => {
   });
 });
 
+/** A bf16×bf16 config on the subgroup-matrix path with preScale, its operands at the given magnitudes. */
+const prescaled = (cfg: GemmConfig, magnitude: [number, number]): Case => ({ cfg: { ...cfg, name: `${cfg.name}_prescaled`, path: "subgroup-matrix", preScale: true }, magnitude });
+
 // Subgroup-matrix configs beyond the defaults: a 16×8×16 tensor-core shape with a narrower tile;
 // the operand copies as stored (padded rows) with 2×4 subgroups and bk 32; padded k-major, bk 64.
 const SGMM_EXTRA: Case[] = [
@@ -440,6 +449,11 @@ const SGMM_EXTRA: Case[] = [
   { cfg: { ...gemm("NT", "e4m3", "e4m3", "f32", MULTI, { scaleA: true }), path: "subgroup-matrix", tile: { stages: 2, bk: 32, pad: 8 } }, scaleA: 0.75 },
   { cfg: { ...gemm("NN", "e5m2", "e4m3", "e4m3", MULTI, GELU), path: "subgroup-matrix", tile: { stages: 2, sharedLayout: "storage" } } },
   { cfg: { ...gemm("TN", "e4m3", "e5m2", "f32", RAGGED, RES), path: "subgroup-matrix", tile: { stages: 2, bk: 32, sharedLayout: "storage" } } },
+  // bf16 × bf16 pre-scaled into f16 (preScale): A ~1e6 would overflow f16 and B ~1e-9 flush to zero
+  // without it; the three layouts of a linear layer (forward NT, dgrad NN, wgrad TN), K % 4 != 0 in one.
+  prescaled(gemm("NT", "bf16", "bf16", "f32", MULTI), [2 ** 20, 2 ** -30]),
+  prescaled(gemm("NN", "bf16", "bf16", "f32", RAGGED, RES), [2 ** -40, 2 ** 40]),
+  prescaled(gemm("TN", "bf16", "bf16", "f32", MULTI, { accumulate: true }), [2 ** 10, 2 ** -20]),
 ];
 const sgmmCases = SGMM_EXTRA.map((c) => c.cfg);
 
@@ -462,7 +476,9 @@ describe("gemm generator", () => {
 
   it("rejects what a path or layout cannot do, naming the kernel", () => {
     const base = gemm("NT", "bf16", "bf16", "f32", RAGGED4);
-    expect(() => generateGemm({ ...base, path: "subgroup-matrix" })).toThrow(/'NT_bf16xbf16.*FP8 operands only/);
+    expect(() => generateGemm({ ...base, path: "subgroup-matrix" })).toThrow(/'NT_bf16xbf16.*FP8 operands, or bf16 ones with preScale/);
+    expect(() => generateGemm({ ...base, preScale: true })).toThrow(/preScale applies to bf16×bf16 on the subgroup-matrix path/);
+    expect(() => generateGemm({ ...gemm("NT", "e4m3", "e4m3", "f32", RAGGED4), path: "subgroup-matrix", preScale: true })).toThrow(/preScale applies/);
     expect(() => generateGemm({ ...base, out: "e4m3", N: 18 })).toThrow(/N % 4 == 0/);
     expect(() => generateGemm({ ...base, out: "e4m3", accumulate: true })).toThrow(/accumulate/);
     expect(() => generateGemm({ ...base, tile: { bm: 30 } })).toThrow(/multiples of 4/);

@@ -227,17 +227,23 @@ const CASES: [model: string, mode: Mode][] = [
 
 /** Kernels of a plan whose label names a GEMM, with the path their WGSL uses. */
 const gemms = (plan: Pick<GraphPlan, "kernels">) =>
-  plan.kernels.filter((k) => /\(gemm/.test(k.label)).map((k) => ({ label: k.label, sgmm: k.source.wgsl.includes("subgroupMatrixMultiplyAccumulate"), fp8: /gemm \w+ \S+ e[45]m[23]xe[45]m[23]/.test(k.source.wgsl) }));
+  plan.kernels
+    .filter((k) => /\(gemm/.test(k.label))
+    .map((k) => {
+      const [fp8, bf16] = [/gemm \w+ \S+ e[45]m[23]xe[45]m[23]/.test(k.source.wgsl), /gemm \w+ \S+ bf16xbf16/.test(k.source.wgsl)];
+      // Where the adapter has subgroup matrices, FP8×FP8 and (pre-scaled) bf16×bf16 GEMMs take them.
+      return { label: k.label, sgmm: k.source.wgsl.includes("subgroupMatrixMultiplyAccumulate"), fp8, tensorCores: fp8 || bf16 };
+    });
 
 /**
- * The step's GEMMs run where the adapter allows: FP8×FP8 on subgroup matrices when it has them (the
- * H100), so that the CPU comparison above covers that path there; every other GEMM on FMA.
+ * The step's GEMMs run where the adapter allows: FP8×FP8 and bf16×bf16 on subgroup matrices when it
+ * has them (the H100), so that the CPU comparison above covers that path there; every other GEMM on FMA.
  */
 function expectGemmPaths(gpu: GpuExecutor, packedFp8: boolean): void {
   const sgmm = gemmPathsFor(gpu.gpu.caps).includes("subgroup-matrix");
   const all = gemms({ kernels: [...gpu.trainKernels] });
   expect(all.length).toBeGreaterThan(0);
-  for (const k of all) expect(k.sgmm, k.label).toBe(sgmm && k.fp8);
+  for (const k of all) expect(k.sgmm, k.label).toBe(sgmm && k.tensorCores);
   expect(all.some((k) => k.fp8), "FP8 GEMMs read packed FP8 operands").toBe(packedFp8);
 }
 
@@ -353,11 +359,11 @@ describe("GPU plan: FP8 storage and fusion", () => {
     }
   });
 
-  it("takes the subgroup-matrix path for FP8×FP8 GEMMs where the adapter offers it, FMA for the rest", () => {
+  it("takes the subgroup-matrix path for FP8×FP8 and bf16×bf16 GEMMs where the adapter offers it, FMA for the rest", () => {
     const plan = planTrainStep(tiny("fp8dpa"), { ...LAVAPIPE_LIMITS, caps: H100_CAPS }, { probes: false });
     const all = gemms(plan);
     expect(all.filter((k) => k.sgmm).length).toBeGreaterThan(0);
-    for (const k of all) expect(k.sgmm, k.label).toBe(k.fp8);
+    for (const k of all) expect(k.sgmm, k.label).toBe(k.tensorCores);
     const fma = gemms(planTrainStep(tiny("fp8dpa"), LAVAPIPE_LIMITS, { probes: false }));
     expect(fma.some((k) => k.sgmm)).toBe(false);
   });
@@ -384,9 +390,9 @@ describe("GPU plan of every example", () => {
       expect(r.program, r.diagnostics.map((d) => d.message).join("\n")).toBeDefined();
       const plan = planTrainStep(r.program!.train, LAVAPIPE_LIMITS, { probes: true });
       expect(plan.kernels.length).toBeGreaterThan(r.program!.train.nodes.length / 3);
-      // And with subgroup matrices (the H100): every FP8×FP8 GEMM on that path.
+      // And with subgroup matrices (the H100): every FP8×FP8 and bf16×bf16 GEMM on that path.
       const sg = planTrainStep(r.program!.train, { ...LAVAPIPE_LIMITS, caps: H100_CAPS }, { probes: true });
-      for (const k of gemms(sg)) expect(k.sgmm, k.label).toBe(k.fp8);
+      for (const k of gemms(sg)) expect(k.sgmm, k.label).toBe(k.tensorCores);
     }
   });
 });
