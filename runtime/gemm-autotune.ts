@@ -32,7 +32,17 @@ export interface CachedTile {
   tunedAt: string;
 }
 
-type TileCache = Record<string, CachedTile>;
+export type TileCache = Record<string, CachedTile>;
+
+/** The cache file's entries ({} where there is no file yet). */
+export function readTileCache(path = tileCachePath()): TileCache {
+  return readCache(path);
+}
+
+/** The tuned tile of `s` on `adapterName` among `entries`, if it was tuned. */
+export function cachedTile(entries: TileCache, adapterName: string, s: GemmShape): GemmTile | undefined {
+  return entries[gemmTuneKey(adapterName, s)]?.tile;
+}
 
 function readCache(path: string): TileCache {
   let text: string;
@@ -58,7 +68,7 @@ function writeCache(path: string, entries: TileCache): void {
 
 /** The cached winner for this shape on this adapter, if it was tuned. */
 export function cachedGemmTile(adapterName: string, s: GemmShape, path = tileCachePath()): GemmTile | undefined {
-  return readCache(path)[gemmTuneKey(adapterName, s)]?.tile;
+  return cachedTile(readCache(path), adapterName, s);
 }
 
 /** The tile to run with: the cached winner, else chooseGemmTile's default. */
@@ -189,11 +199,15 @@ export async function tuneGemm(gpu: Gpu, shape: GemmShape, opts: TuneOptions = {
   const { M, N, K } = shape;
   const candidates = opts.candidates ?? gemmTileCandidates(shape, gpu.caps);
   const perCandidate = opts.secondsPerCandidate ?? 0.2;
-  const base: GemmConfig = { ...shape, name: "tune", out: "f32" };
+  const preScale = shape.path === "subgroup-matrix" && shape.a === "bf16";
+  const base: GemmConfig = { ...shape, name: "tune", out: "f32", ...(preScale ? { preScale } : {}) };
   const { device } = gpu;
   const a = uploadBuffer(gpu, operandData(shape.a, M * K, 1), "a");
   const b = uploadBuffer(gpu, operandData(shape.b, K * N, 2), "b");
   const c = device.createBuffer({ size: M * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC, label: "c" });
+  // preScale's amax words: any positive value times the same tiles (operandData stays below 8).
+  const amax = uploadBuffer(gpu, Uint32Array.of(0x41000000), "amax");
+  const byName: Record<string, GPUBuffer> = { a, b, c, amax_a: amax, amax_b: amax };
   const timings: TileTiming[] = [];
   const runs: { timing: TileTiming; time: (reps: number) => Promise<number>; reps: number }[] = [];
   let reference: Float32Array | null = null;
@@ -207,7 +221,7 @@ export async function tuneGemm(gpu: Gpu, shape: GemmShape, opts: TuneOptions = {
       try {
         const k = generateGemm({ ...base, tile });
         const pipeline = await createComputePipeline(gpu, k.wgsl, k.entryPoint, `tune_${timings.length}`);
-        const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [a, b, c].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+        const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: k.bindings.map((x, binding) => ({ binding, resource: { buffer: byName[x.name] } })) });
         const time = (reps: number) => timeDispatches(gpu, pipeline, bindGroup, k.workgroups, reps);
         await time(1); // warm-up (first-use costs)
         const got = new Float32Array(await readBuffer(gpu, c, M * N * 4));
@@ -231,9 +245,7 @@ export async function tuneGemm(gpu: Gpu, shape: GemmShape, opts: TuneOptions = {
     }
     for (const r of runs) r.timing.samples!.push(await r.time(r.reps));
   } finally {
-    a.destroy();
-    b.destroy();
-    c.destroy();
+    for (const x of [a, b, c, amax]) x.destroy();
   }
   for (const t of timings) {
     if (t.samples?.length) t.seconds = Math.min(...t.samples);

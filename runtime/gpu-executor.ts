@@ -11,6 +11,7 @@ import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStat
 import { type BuiltPlan, buildPlan, PipelineCache } from "./gpu-build.js";
 import { type GraphPlan, KEYS, type PlanKernel, type PlanOptions, planGraph, planTrainStep, probeOutputNames, slotRings } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
+import { readTileCache } from "./gemm-autotune.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
 
@@ -54,6 +55,17 @@ interface Program {
   built: BuiltPlan;
   /** Eval/sampling programs cast with a copy of the training scale state, made at the start of each run. */
   stateCopy?: StateBuffers;
+}
+
+/**
+ * The GEMM tiles tuned on this adapter (bench/tune-model.ts and `bench/gemm.ts --tune` write them to
+ * runtime/gemm-autotune.ts tileCachePath()): GEMMs of a tuned shape run with the winner.
+ * FOGC_TUNED_TILES=0 ignores them (the default tiles, for comparisons).
+ */
+function tunedTiles(gpu: Gpu): Pick<PlanOptions, "tunedTiles"> {
+  if (process.env.FOGC_TUNED_TILES === "0") return {};
+  const entries = readTileCache();
+  return Object.keys(entries).length ? { tunedTiles: { adapter: gpu.caps.adapterName, entries } } : {};
 }
 
 export class GpuExecutor implements Executor {
@@ -100,6 +112,7 @@ export class GpuExecutor implements Executor {
       maxBindingBytes: device.limits.maxStorageBufferBindingSize,
       offsetAlign: device.limits.minStorageBufferOffsetAlignment,
       caps: gpu.caps,
+      ...tunedTiles(gpu),
     };
     const trainPlan = planTrainStep(g, opts, { probes: false });
     const probeNames = probeOutputNames(g);
@@ -486,6 +499,7 @@ export class GpuDecoder implements Decoder {
       maxBindingBytes: device.limits.maxStorageBufferBindingSize,
       offsetAlign: device.limits.minStorageBufferOffsetAlignment,
       caps: this.gpu.caps,
+      ...tunedTiles(this.gpu),
     };
     const plan = planGraph(graph, ["logits"], opts);
     const tokens = device.createBuffer({ size: Math.max(4, graph.batch * rows * 4), usage: STORAGE, label: `decode tokens ×${rows}` });

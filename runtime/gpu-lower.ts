@@ -10,6 +10,7 @@ import type { KernelGroup, Storage } from "../compiler/fuse.js";
 import { attention, type AttentionConfig, type AttentionFp8, type AttentionPass } from "../compiler/kernels/attention.js";
 import { attentionRows } from "../compiler/kernels/attention-rows.js";
 import { attentionSgmm, attentionSgmmShape, attentionSgmmSupported } from "../compiler/kernels/attention-sgmm.js";
+import { cachedTile, type TileCache } from "./gemm-autotune.js";
 import * as decode from "../compiler/kernels/decode.js";
 import * as ew from "../compiler/kernels/elementwise.js";
 import { type GemmCaps, type GemmEpilogue, type GemmTileCaps, gemmPathsFor, generateGemm } from "../compiler/kernels/gemm.js";
@@ -36,6 +37,11 @@ export interface PlanOptions {
   offsetAlign: number;
   /** The adapter's capabilities (runtime/device.ts GpuCaps): GEMM paths and tiles. Absent: FMA GEMMs with default tiles. */
   caps?: GemmCaps & GemmTileCaps;
+  /**
+   * GEMM tiles tuned on this adapter (runtime/gemm-autotune.ts: `adapter` its name, `entries` the
+   * cache file's): a GEMM whose shape was tuned runs with the winner. Absent: the default tiles.
+   */
+  tunedTiles?: { adapter: string; entries: TileCache };
 }
 
 /** External buffer keys the executor provides. */
@@ -415,7 +421,9 @@ function lowerGemm(n: NodeOf<"matmul">, cx: Ctx, ep: { bias?: number; act?: Gemm
   const preScale = tensorCores && opA.type === "bf16" && opB.type === "bf16" && process.env.FOGC_BF16_GEMM !== "fma";
   const path = (fp8(opA.type) && fp8(opB.type) && tensorCores) || preScale ? "subgroup-matrix" : "fma";
   const epilogue: GemmEpilogue = { ...(ep.bias !== undefined ? { bias: true } : {}), ...(ep.act ? { act: ep.act } : {}), ...(ep.residual !== undefined ? { residual: true } : {}) };
-  const cfg = { name: kname(n), M, N, K, transA, transB, a: opA.type, b: opB.type, scaleA: !!opA.scaleInv, scaleB: !!opB.scaleInv, out: "f32" as const, epilogue, path, ...(preScale ? { preScale } : {}) } as const;
+  const shape = { M, N, K, transA, transB, a: opA.type, b: opB.type, path } as const;
+  const tuned = cx.opts.tunedTiles && cachedTile(cx.opts.tunedTiles.entries, cx.opts.tunedTiles.adapter, shape);
+  const cfg = { name: kname(n), ...shape, scaleA: !!opA.scaleInv, scaleB: !!opB.scaleInv, out: "f32" as const, epilogue, ...(preScale ? { preScale } : {}), ...(tuned ? { tile: tuned } : {}) } as const;
   const src = generateGemm(cfg, caps);
   const c = cx.out();
   const bind: Record<string, number | BufferView> = { a: opA.buffer, b: opB.buffer, c };

@@ -127,8 +127,8 @@ function encodeFp8Word(b: WgslBuilder, format: "e4m3" | "e5m2", v: string): stri
 export function loaderHelper(b: WgslBuilder, op: Operand, prec: Prec, preScale = false): string {
   const { name, type, rows, cols } = op;
   const vec = `vec4<${prec}>`;
-  // GemmConfig.preScale: the f32 value times 2^e before its rounding to f16.
-  const pre = preScale ? ` * ldexp(1.0, pre_exp(amax_${name}[0]))` : "";
+  // GemmConfig.preScale: the f32 value times 2^e (pre_<x>, set once by preScaleStart) before its rounding to f16.
+  const pre = preScale ? ` * pre_${name}` : "";
   const lines = [`fn load_${name}(r: u32, c0: u32) -> ${vec} {`, `  if (r >= ${rows}u || c0 >= ${cols}u) { return ${vec}(); }`];
   if (type === "f32") {
     // f32 operands only run on the FMA path (prec f32).
@@ -292,7 +292,15 @@ export function preExpHelper(): string {
     "  let e = i32((bits >> 23u) & 0xffu);",
     "  return select(clamp(141 - e, -126, 126), 0, e == 0 || e == 255);",
     "}",
+    // Each invocation's copy of 2^e per operand, set at its start: the loaders multiply by it.
+    "var<private> pre_a: f32;",
+    "var<private> pre_b: f32;",
   ].join("\n");
+}
+
+/** The entry point's first statements under preScale: pre_a, pre_b from the amax bindings. */
+export function preScaleStart(cfg: GemmConfig): string[] {
+  return cfg.preScale ? ["pre_a = ldexp(1.0, pre_exp(amax_a[0]));", "pre_b = ldexp(1.0, pre_exp(amax_b[0]));"] : [];
 }
 
 /** Declares bindings in a fixed order: a, b, c, then the optional ones in GemmConfig order. */

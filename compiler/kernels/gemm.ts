@@ -4,7 +4,7 @@
 // The paths live in gemm-fma.ts and gemm-sgmm.ts, their shared I/O in gemm-io.ts; this file holds the
 // config, the tile choice per shape and adapter, and the generator that puts them together.
 import { type BindingSpec, WgslBuilder } from "../wgsl.js";
-import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, preExpHelper, type Prec } from "./gemm-io.js";
+import { declareBindings, epilogueHelper, isFp8, loaderHelper, operands, preExpHelper, preScaleStart, type Prec } from "./gemm-io.js";
 import { fmaDirectBody, fmaSharedBody, fmaThreads } from "./gemm-fma.js";
 import { sgmmHelper, sgmmSharedBytes, sgmmThreads } from "./gemm-sgmm.js";
 
@@ -92,6 +92,8 @@ export interface GemmKernel {
   bindings: BindingSpec[];
   workgroups: [number, number, number];
   entryPoint: "main";
+  /** The config it was generated from (a plan's GEMM shapes are listed from it, e.g. to tune them). */
+  gemm: GemmConfig;
 }
 
 /** The part of the device capabilities (runtime/device.ts GpuCaps) the path choice reads. */
@@ -241,7 +243,7 @@ export function generateGemm(cfg: GemmConfig, caps?: GemmTileCaps): GemmKernel {
   b.helper("epilogue", epilogueHelper(b, cfg));
   if (isFp8(cfg.out)) b.workgroupArray("wg_amax", "atomic<u32>", 1);
   const workgroups: [number, number, number] = [Math.ceil(cfg.N / t.bn), Math.ceil(cfg.M / t.bm), 1];
-  const kernel = (wgsl: string): GemmKernel => ({ wgsl, bindings: [...b.bindings], workgroups, entryPoint: "main" });
+  const kernel = (wgsl: string): GemmKernel => ({ wgsl, bindings: [...b.bindings], workgroups, entryPoint: "main", gemm: cfg });
 
   if (cfg.path === "fma") {
     const body = t.fmaLoads === "direct" ? fmaDirectBody(cfg, t, ops) : fmaSharedBody(b, cfg, t, ops);
@@ -249,5 +251,5 @@ export function generateGemm(cfg: GemmConfig, caps?: GemmTileCaps): GemmKernel {
   }
   b.enable("subgroups").enable("chromium_experimental_subgroup_matrix");
   b.helper("gemm_sgmm", sgmmHelper(b, cfg, t, ops));
-  return kernel(b.build([sgmmThreads(t)], ["gemm_sgmm(lidx, sgid, wid);"], ["@builtin(subgroup_id) sgid: u32"]));
+  return kernel(b.build([sgmmThreads(t)], [...preScaleStart(cfg), "gemm_sgmm(lidx, sgid, wid);"], ["@builtin(subgroup_id) sgid: u32"]));
 }

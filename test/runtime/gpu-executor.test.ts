@@ -9,7 +9,8 @@ import { CpuExecutor } from "../../runtime/cpu-executor.js";
 import { type AdamWStep, type Batch, cloneState, type Executor, type ExecutorInit, type TrainState, zeroMoments } from "../../runtime/executor.js";
 import { createGpuExecutor, type GpuExecutor } from "../../runtime/gpu-executor.js";
 import { PipelineCache } from "../../runtime/gpu-build.js";
-import { gemmPathsFor } from "../../compiler/kernels/gemm.js";
+import { type GemmKernel, gemmPathsFor } from "../../compiler/kernels/gemm.js";
+import { gemmTuneKey } from "../../runtime/gemm-autotune.js";
 import { type GraphPlan, type PlanOptions, planTrainStep } from "../../runtime/gpu-plan.js";
 import { initParams } from "../../runtime/init.js";
 import { Prng } from "../../runtime/prng.js";
@@ -366,6 +367,24 @@ describe("GPU plan: FP8 storage and fusion", () => {
     for (const k of all) expect(k.sgmm, k.label).toBe(k.tensorCores);
     const fma = gemms(planTrainStep(tiny("fp8dpa"), LAVAPIPE_LIMITS, { probes: false }));
     expect(fma.some((k) => k.sgmm)).toBe(false);
+  });
+
+  it("runs a tuned GEMM shape with its cached tile and every other GEMM with the default", () => {
+    const g = tiny("fp8dpa");
+    const configs = (plan: GraphPlan) => plan.kernels.flatMap((k) => ((k.source as Partial<GemmKernel>).gemm ? [(k.source as GemmKernel).gemm] : []));
+    const plain = configs(planTrainStep(g, { ...LAVAPIPE_LIMITS, caps: H100_CAPS }, { probes: false }));
+    const first = plain.find((c) => c.path === "subgroup-matrix")!;
+    const shape = { M: first.M, N: first.N, K: first.K, transA: first.transA, transB: first.transB, a: first.a, b: first.b, path: first.path };
+    const tile = { bm: 64, bn: 64, bk: 32, tm: 4, tn: 4, fmaLoads: "shared" as const, mma: { M: 16, N: 16, K: 16 }, sgRows: 2, sgCols: 2, subgroupSize: 32, sharedLayout: "k-major" as const, pad: 8, stages: 1 as const };
+    const entries = { [gemmTuneKey("test adapter", shape)]: { tile, seconds: 1, defaultSeconds: 2, tunedAt: "2026-11-23" } };
+    const tuned = configs(planTrainStep(g, { ...LAVAPIPE_LIMITS, caps: H100_CAPS, tunedTiles: { adapter: "test adapter", entries } }, { probes: false }));
+    expect(tuned.length).toBe(plain.length);
+    const same = (c: GemmKernel["gemm"]) => gemmTuneKey("test adapter", c) === gemmTuneKey("test adapter", shape);
+    expect(tuned.filter(same).length).toBeGreaterThan(0);
+    for (const c of tuned) expect(c.tile, c.name).toEqual(same(c) ? tile : undefined);
+    // Another adapter's entries are not this one's.
+    const other = configs(planTrainStep(g, { ...LAVAPIPE_LIMITS, caps: H100_CAPS, tunedTiles: { adapter: "another adapter", entries } }, { probes: false }));
+    for (const c of other) expect(c.tile, c.name).toBeUndefined();
   });
 
   it("fuses: fewer dispatches than graph nodes, every kernel with a cost (GEMMs 2MNK)", () => {
