@@ -4,13 +4,15 @@
 // the winners, which the executor's plans then run with (FOGC_TUNED_TILES=0 ignores them). Prints
 // default vs tuned per shape and the step's GEMM time both ways (FLOP-weighted by each shape's uses).
 //   node --import tsx bench/tune-model.ts FILE.fog [--modes bf16,fp8dpa] [--batch B] [--seq T]
-//     [--tune-seconds S] [--fma]
+//     [--tune-seconds S] [--fma] [--quick]
+// --quick: single-buffered k-major candidates only (on the H100 double buffering and the as-stored
+// copies never won: docs/perf.md), about a third of the candidates.
 import { resolve } from "node:path";
 import type { GemmKernel } from "../compiler/kernels/gemm.js";
 import type { PrecisionMode } from "../compiler/model.js";
 import { compile } from "../compiler/pipeline.js";
 import { openGpu } from "../runtime/device.js";
-import { type GemmShape, gemmTuneKey, tuneGemm } from "../runtime/gemm-autotune.js";
+import { type GemmShape, gemmTileCandidates, gemmTuneKey, tuneGemm } from "../runtime/gemm-autotune.js";
 import { planTrainStep } from "../runtime/gpu-plan.js";
 
 function arg(name: string): string | undefined {
@@ -24,6 +26,7 @@ const file = resolve(positional[0]);
 const modes = (arg("modes") ?? "bf16,fp8dpa").split(",") as PrecisionMode[];
 const seconds = Number(arg("tune-seconds") ?? 0.05);
 const withFma = process.argv.includes("--fma");
+const quick = process.argv.includes("--quick");
 
 const gpu = await openGpu();
 console.log(`bench/tune-model.ts ${new Date().toISOString()} adapter: ${gpu.caps.adapterName}; ${file}; modes ${modes.join(",")}`);
@@ -50,7 +53,8 @@ console.log(`${shapes.size} distinct GEMM shapes`);
 let [before, after] = [0, 0];
 for (const [key, { shape, uses }] of shapes) {
   const t0 = performance.now();
-  const r = await tuneGemm(gpu, shape, { secondsPerCandidate: seconds });
+  const candidates = gemmTileCandidates(shape, gpu.caps).filter((t) => !quick || shape.path === "fma" || (t.stages === 1 && t.sharedLayout === "k-major"));
+  const r = await tuneGemm(gpu, shape, { secondsPerCandidate: seconds, candidates });
   const flops = 2 * shape.M * shape.N * shape.K;
   before += uses * r.defaultSeconds;
   after += uses * r.best.seconds;

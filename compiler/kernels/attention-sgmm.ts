@@ -7,9 +7,11 @@
 // "bwd_dq") or key rows ("bwd_dkv") — and steps over the other side in tiles of C rows. Subgroup s
 // owns the strip of mma.M rows s·M.. of every product, so S/dP strips (f32) go from its result
 // matrices to workgroup memory, its own invocations turn them into P/dS (f32 math, f16 stores), and
-// its accumulators (O, dQ, or dK and dV: head_dim/mma.N result matrices each) live across the loop;
-// in "fwd" and "bwd_dq" its rows of Q (and dO) stay in registers as left fragments, in "bwd_dkv"
-// (whose two accumulators already take the registers) K and V stay in workgroup memory.
+// its accumulators (O, dQ, or dK and dV: head_dim/mma.N result matrices each) live across the loop,
+// and so do its own rows of the left operands of S and dP as register left fragments (head_dim/mma.K
+// each): Q ("fwd"), Q and dO ("bwd_dq"), K and V ("bwd_dkv"), staged once through the step buffer.
+// Workgroup memory thus holds only the step buffer (the other side's C-row tiles) and the strips,
+// whatever R is: the budget buys larger tiles, and no MMA step loads its left fragment.
 // No subgroup reads another's strips; the barriers order the shared K/V (or Q/dO) tiles and make
 // a subgroup's stores visible to its own fragment loads (WGSL has no narrower barrier).
 //
@@ -68,20 +70,27 @@ const lcm = (a: number, b: number): number => {
 // atomic<u32> workgroup array anywhere in the kernel, and a subgroupMax ahead of the products. Hence
 // amax by atomicMaxOf after the products, and the dO scale's max by a workgroup tree over sh_s.
 
-/** Workgroup memory (bytes) of a pass with R owned rows and C-row steps. */
+/**
+ * Workgroup memory (bytes) of a pass with R owned rows and C-row steps: the f16 step buffer [2C][LD]
+ * (the other side's two tiles; the owned rows' left operands pass through it into registers, so R
+ * costs no [R][LD] copy), the strips' f32 S (and dP) [R][LDS] and f16 P (and dS) [R][LDP], and
+ * bwd_dkv's per-step LSE and D of C query rows (f32).
+ */
 function sharedBytes(pass: AttentionPass, cfg: AttentionConfig, R: number, C: number): number {
   const ld = cfg.headDim + PAD16;
   const [lds, ldp] = [C + PAD32, C + PAD16];
-  // fwd/bwd_dq: one step buffer [2C][LD] (K, V; Q and dO pass through it into registers).
-  if (pass === "fwd") return 2 * (2 * C * ld + R * ldp) + 4 * R * lds;
-  if (pass === "bwd_dq") return 2 * (2 * C * ld + R * ldp) + 4 * 2 * R * lds;
-  return 2 * (2 * R * ld + 2 * C * ld + 2 * R * ldp) + 4 * (2 * R * lds + 2 * C);
+  const f32Strips = pass === "fwd" ? 1 : 2; // S; S and dP
+  const f16Strips = pass === "bwd_dkv" ? 2 : 1; // P (bwd_dq's dS in its place); P and dS
+  return 2 * (2 * C * ld + f16Strips * R * ldp) + 4 * (f32Strips * R * lds + (pass === "bwd_dkv" ? 2 * C : 0));
 }
 
 /**
- * The default tiles: the largest R·C that fits the workgroup memory, then the squarer (a 16-column
- * step gives each subgroup one result per product: little reuse of its left fragment), then more
- * subgroups; at most 256 invocations and no tile much longer than the sequence.
+ * The default tiles: the largest R·C that fits the workgroup memory (sharedBytes: the owned rows
+ * cost only their strips, their operands being in registers), then the squarer (a 16-column step
+ * gives each subgroup one result per product: little reuse of its left fragment), then more
+ * subgroups; at most 256 invocations, no tile much longer than the sequence, and no subgroup strip
+ * straddling two of holdLeft's 2C-row chunks. E.g. head_dim 64 on 48 KiB with 16×16×16 products
+ * and 32-wide subgroups: fwd 64×64, bwd_dq and bwd_dkv 64×32 (4 subgroups).
  */
 export function attentionSgmmTiles(cfg: AttentionConfig, pass: AttentionPass, mma: MmaShape, subgroupSize: number): AttentionSgmmTiles {
   const budget = cfg.maxSharedBytes ?? 16384;
@@ -168,13 +177,12 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   const amaxIdx = bindAttention(b, pass, fp8, inT, "f32");
 
   // Workgroup memory: the step buffer, two tiles of C rows, f16 [2C][LD] (K and V; Q and dO for
-  // bwd_dkv); bwd_dkv's own K and V rows [R][LD]; the strips' f32 S/dP [R][LDS] and f16 P/dS
-  // [R][LDP]; [0]: max |dO| of the dynamic scale, [1]: the amax. fwd and bwd_dq hold their own
-  // rows' Q (and dO) as left fragments in registers for the whole kernel, staged through the step
-  // buffer once (2C rows at a time): that memory buys larger tiles, and saves a fragment load per MMA step.
+  // bwd_dkv); the strips' f32 S/dP [R][LDS] and f16 P/dS [R][LDP]; bwd_dkv's LSE and D of the step's
+  // C query rows. Every pass holds its own rows' left operands (Q, dO; K, V for bwd_dkv) as register
+  // fragments for the whole kernel, staged through the step buffer once (2C rows at a time, holdLeft):
+  // that memory buys larger tiles, and saves a fragment load per MMA step.
   b.workgroupArray("sh_t", "f16", 2 * C * (DH + PAD16));
   const second = `${C * (DH + PAD16)}u + `; // offset of the step buffer's second tile
-  if (dkv) b.workgroupArray("sh_k", "f16", R * (DH + PAD16)).workgroupArray("sh_v", "f16", R * (DH + PAD16));
   b.workgroupArray("sh_s", "f32", R * (C + PAD32)).workgroupArray("sh_p", "f16", R * (C + PAD16));
   if (pass !== "fwd") b.workgroupArray("sh_dp", "f32", R * (C + PAD32));
   if (dkv) b.workgroupArray("sh_ds", "f16", R * (C + PAD16)).workgroupArray("lse_s", "f32", C).workgroupArray("d_s", "f32", C);
@@ -238,15 +246,17 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
       "}",
     ]);
   /**
-   * Register fragments `prefix`0.. of this subgroup's R-side rows, staged through sh_t 2C rows at a
-   * time by `stageRows(rows, first)` (rows first.. of the workgroup's R at the start of sh_t).
+   * Register fragments `prefix`0.. (head_dim/mma.K left fragments) of this subgroup's rows of one
+   * head of `src`: the workgroup's R rows from row `t0` (query rows of head `head` in a [B·T, QW]
+   * tensor, or key rows of kv head `head` in a [B·T, KW] one), staged through sh_t 2C rows at a time
+   * as `stage` does (FP8 codes of `fmt` decoded, times `mul`). Ends with a barrier: sh_t is free.
    */
-  const holdLeft = (prefix: string, stageRows: (rows: number, first: number) => string[]): string[] => {
+  const holdLeft = (prefix: string, src: string, t0: string, width: number, head: string, fmt?: Fp8Format, mul?: string): string[] => {
     const chunk = Math.min(R, 2 * C);
     const out = range(DH / MK).map((s) => `var ${prefix}${s}: ${left};`);
     for (let r0 = 0; r0 < R; r0 += chunk) {
       const loads = range(DH / MK).map((s) => `${prefix}${s} = ${loadL("sh_t", "row_major", `(sr - ${r0}u) * LD + ${s * MK}u`, "LD")};`);
-      out.push(...stageRows(chunk, r0), "workgroupBarrier();");
+      out.push(...stage("sh_t", "", src, chunk, `${t0} + ${r0}u`, width, head, fmt, mul), "workgroupBarrier();");
       // Subgroup-uniform branch: a strip lies in one chunk.
       out.push(...(chunk < R ? [`if (sr >= ${r0}u && sr < ${r0 + chunk}u) {`, ...indent(loads), "}"] : loads), "workgroupBarrier();");
     }
@@ -342,7 +352,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
     body.push(
       `let bh = wid.y; let bb = bh / H; let h = bh % H; let g = h / GROUP;`,
       `let q0 = wid.x * ${R}u; let i = q0 + sr + rr;`,
-      ...holdLeft("qf", (rows, r0) => stage("sh_t", "", "q", rows, `q0 + ${r0}u`, QW, "h", e4)),
+      ...holdLeft("qf", "q", "q0", QW, "h", e4),
       // Pass 1: this lane's running max and sum over its columns of the row, then over the row's lanes.
       `var m = ${NEG}; var l = 0.0;`,
       ...loop(false, [
@@ -391,8 +401,8 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
       `if (i < T && part == 0u) { delta[bh * T + i] = dr; }`,
       `let lse_r = select(0.0, lse[bh * T + ic], i < T);`,
       ...(packed ? [] : rowsAmax("dscale", "dout", "q0", `min(${R}u, T - q0)`, QW, ["h", "h + 1u"])),
-      ...holdLeft("qf", (rows, r0) => stage("sh_t", "", "q", rows, `q0 + ${r0}u`, QW, "h", e4)),
-      ...holdLeft("df", (rows, r0) => stage("sh_t", "", "dout", rows, `q0 + ${r0}u`, QW, "h", e5, doMul)),
+      ...holdLeft("qf", "q", "q0", QW, "h", e4),
+      ...holdLeft("df", "dout", "q0", QW, "h", e5, doMul),
       `let dpscale = ${doFactor} * ${sinv("v")};`,
       ...accDecl("dqa"),
       `for (var kt = 0u; kt < ${kvTiles}; kt++) {`,
@@ -421,8 +431,8 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
       `let bg = wid.y; let bb = bg / HKV; let g = bg % HKV;`,
       `let k0 = wid.x * ${R}u; let j = k0 + sr + rr;`,
       ...(packed ? [] : rowsAmax("dscale", "dout", q0Start, `(T - ${q0Start})`, QW, ["g * GROUP", "(g + 1u) * GROUP"])),
-      ...stage("sh_k", "", "k", R, "k0", KW, "g", e4),
-      ...stage("sh_v", "", "v", R, "k0", KW, "g", e4),
+      ...holdLeft("kf", "k", "k0", KW, "g", e4),
+      ...holdLeft("vf", "v", "k0", KW, "g", e4),
       `let dpscale = ${doFactor} * ${sinv("v")};`,
       ...accDecl("dka"),
       ...accDecl("dva"),
@@ -433,7 +443,7 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
       ...indent([...stage("sh_t", "", "q", C, "q0", QW, "h", e4), ...stage("sh_t", second, "dout", C, "q0", QW, "h", e5, doMul)], 2),
       `    for (var e = lidx; e < ${C}u; e += ${NT}u) { let ii = min(q0 + e, T - 1u); lse_s[e] = lse[bh * T + ii]; d_s[e] = delta[bh * T + ii]; }`,
       `    workgroupBarrier();`,
-      ...indent([...stripABt("sh_s", sharedLeft("sh_k", "LD"), "", "s"), ...stripABt("sh_dp", sharedLeft("sh_v", "LD"), second, "dp")], 2),
+      ...indent([...stripABt("sh_s", regLeft("kf"), "", "s"), ...stripABt("sh_dp", regLeft("vf"), second, "dp")], 2),
       `    workgroupBarrier();`,
       ...indent(
         strip([

@@ -2,7 +2,7 @@
 // oracle of attention.test.ts (copied below): causal and not, GQA 4/2, partial tiles (seq 9, 19),
 // FP8DPA with packed and with f32 inputs, a dO far below f16's normal range, one strip row split
 // over two lanes (mma.M 4 at subgroup size 8), and a workgroup taller than the sequence whose
-// query rows reach their registers in two chunks through the step buffer. On an adapter with subgroup matrices the
+// own rows (Q and dO; K and V in bwd_dkv) reach their registers in two chunks through the step buffer. On an adapter with subgroup matrices the
 // kernels run as generated with its MMA shape and default tiles; elsewhere (lavapipe) with
 // FOGC_EMULATE_SGMM=1 the matrix operations are emulated per invocation (emulateSubgroupMatrices,
 // f16 operands read from workgroup memory and multiplied in f32, as the tensor cores do), which
@@ -47,7 +47,7 @@ interface Shape extends Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kv
   sgTiles: AttentionSgmmTiles;
 }
 const A: Shape = { batch: 1, seqLen: 19, heads: 4, kvHeads: 2, headDim: 16, causal: true, mma: { M: 8, N: 8, K: 8 }, sgTiles: { subgroups: 2, cols: 8 } };
-// 4 subgroups of 8 rows: one workgroup holds every query row (R = 32 > seq), staged in 2 chunks of 2C = 16 rows.
+// 4 subgroups of 8 rows: one workgroup holds every query (or key) row (R = 32 > seq), staged in 2 chunks of 2C = 16 rows.
 const A4: Shape = { ...A, sgTiles: { subgroups: 4, cols: 8 } };
 const B: Shape = { batch: 2, seqLen: 9, heads: 4, kvHeads: 2, headDim: 16, causal: false, mma: { M: 4, N: 8, K: 8 }, sgTiles: { subgroups: 2, cols: 16 } };
 // GPT-2-small's head_dim, a partial last tile, GQA 2/1 (natively: default tiles of 16×16×16 products).
@@ -180,6 +180,11 @@ describe("attention on subgroup matrices: contract and tiles", () => {
       expect(t.subgroups * mma.M * t.cols, pass).toBeGreaterThanOrEqual(512);
       expect(attentionSgmm(cfg, pass, mma, 32).wgsl).toContain("subgroupMatrixMultiplyAccumulate(");
     }
+    // bwd_dkv holds its K and V rows in registers (no [R][LD] copies): at GPT-2-small's head_dim 64
+    // the budget takes 64 key rows (4 subgroups), not 32.
+    const gpt2: AttentionConfig = { ...cfg, heads: 12, kvHeads: 12, headDim: 64 };
+    expect(attentionSgmmTiles(gpt2, "bwd_dkv", mma, 32).subgroups * mma.M, "bwd_dkv rows at head_dim 64").toBeGreaterThanOrEqual(64);
+    expect(attentionSgmm(gpt2, "bwd_dkv", mma, 32).wgsl).not.toMatch(/sh_k|sh_v/);
     expect(attentionSgmmSupported({ ...cfg, headDim: 72 }, H100)).toBe(false); // not a multiple of 16
     expect(attentionSgmmSupported(cfg, { ...H100, subgroupMatrix: [] })).toBe(false);
     expect(attentionSgmmSupported(cfg, { ...H100, isCpu: true })).toBe(false);
