@@ -36,6 +36,8 @@ import type { Fp8Format } from "../ir.js";
 import { WgslBuilder, fmtF32 } from "../wgsl.js";
 import { type AttentionConfig, type AttentionPass, bindAttention } from "./attention.js";
 import { type MmaShape, mmaShapesFor } from "./gemm.js";
+import { fp8WordDecoder } from "./gemm-io.js";
+import { FP8_FORMATS } from "../../runtime/fp8.js";
 import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, nextPow2, unpack4 } from "./reduce.js";
 
 /** Subgroups per workgroup (each owns mma.M rows) and the rows C of the other side per loop step. */
@@ -200,13 +202,18 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
   /** The four f32 values at (tt, c4..c4+3), FP8 codes decoded (scale_inv not applied: it is an operand factor). */
   const load4 = (src: string, idx: string, fmt?: Fp8Format): string =>
     fmt ? `vec4<f32>(${unpack4(codec(fmt), `${src}[(${idx}) / 4u]`).join(", ")})` : `vec4<f32>(${[0, 1, 2, 3].map((q) => `${src}[${idx} + ${q}u]`).join(", ")})`;
-  /** Stages rows t0..t0+rows of one head of `src` into `dst` (at offset `base`) as f16 (zeros past T), times `mul`. */
+  /**
+   * Stages rows t0..t0+rows of one head of `src` into `dst` (at offset `base`) as f16 (zeros past T),
+   * times `mul`. FP8 codes (never with `mul`) go straight to f16 a word at a time (gemm-io.ts's
+   * branch-free word decoder, exact: the same values as decoding to f32 first).
+   */
   const stage = (dst: string, base: string, src: string, rows: number, t0: string, width: number, head: string, fmt?: Fp8Format, mul?: string): string[] => [
     `for (var e = lidx; e < ${(rows * DH) / 4}u; e += ${NT}u) {`,
     `  let rr = e / ${DH / 4}u; let c4 = (e % ${DH / 4}u) * 4u; let tt = ${t0} + rr;`,
-    `  var x = vec4<f32>();`,
-    `  if (tt < T) { x = ${load4(src, at("tt", width, head, "c4"), fmt)}${mul ? ` * ${mul}` : ""}; }`,
-    `  let h4 = vec4<f16>(x);`,
+    `  var h4 = vec4<f16>();`,
+    fmt && !mul
+      ? `  if (tt < T) { h4 = ${fp8WordDecoder(b, FP8_FORMATS[fmt], "f16")}(${src}[(${at("tt", width, head, "c4")}) / 4u]); }`
+      : `  if (tt < T) { h4 = vec4<f16>(${load4(src, at("tt", width, head, "c4"), fmt)}${mul ? ` * ${mul}` : ""}); }`,
     ...[0, 1, 2, 3].map((q) => `  ${dst}[${base}rr * LD + c4 + ${q}u] = h4[${q}];`),
     `}`,
   ];

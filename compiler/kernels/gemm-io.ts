@@ -55,7 +55,7 @@ export function decodeLane(b: WgslBuilder, type: "bf16" | "e4m3" | "e5m2", word:
  * runtime/fp8.ts. Normal codes: the magnitude moved under the exponent field and rebiased in the
  * integer bits; subnormals as m·2^(1−bias−M) (a normal f16/f32); inf/NaN from the format's table.
  */
-function fp8WordDecoder(b: WgslBuilder, spec: Fp8Spec, prec: Prec): string {
+export function fp8WordDecoder(b: WgslBuilder, spec: Fp8Spec, prec: Prec): string {
   const name = `fp8x4_decode_${spec.name}${prec === "f16" ? "_h" : ""}`;
   const M = spec.manBits;
   const [mantBits, bias, signShift] = prec === "f32" ? [23, 127, 24] : [10, 15, 8];
