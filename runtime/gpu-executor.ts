@@ -11,7 +11,7 @@ import { cloneState, type Batch, type Executor, type ExecutorInit, type StepStat
 import { type BuiltPlan, buildPlan, PipelineCache } from "./gpu-build.js";
 import { type GraphPlan, KEYS, type PlanKernel, type PlanOptions, planGraph, planTrainStep, probeOutputNames, slotRings } from "./gpu-plan.js";
 import { HYPER_WORDS, hyperValues } from "./gpu-kernels.js";
-import { readTileCache } from "./gemm-autotune.js";
+import { readTileCache, type TileCache } from "./gemm-autotune.js";
 import type { AdamWStep } from "./optimizer.js";
 import type { ScaleSlotSnapshot } from "./scale-state.js";
 
@@ -64,7 +64,14 @@ interface Program {
  */
 function tunedTiles(gpu: Gpu): Pick<PlanOptions, "tunedTiles"> {
   if (process.env.FOGC_TUNED_TILES === "0") return {};
-  const entries = readTileCache();
+  let entries: TileCache;
+  try {
+    entries = readTileCache();
+  } catch (e) {
+    // A cache only speeds GEMMs up: an unreadable one is reported and the default tiles run.
+    console.warn(`fogc: ${(e as Error).message}; running with the default GEMM tiles`);
+    return {};
+  }
   return Object.keys(entries).length ? { tunedTiles: { adapter: gpu.caps.adapterName, entries } } : {};
 }
 

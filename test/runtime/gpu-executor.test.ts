@@ -1,8 +1,10 @@
 // The WebGPU executor against the CPU reference executor on lavapipe: one training step and 5-step
 // runs of a small model that uses every construct of the example architectures, in each precision
 // mode and FP8 scaling recipe; plus determinism, eval, sampling, probes, state and plan-time errors.
-import { readdirSync } from "node:fs";
-import { afterAll, describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import type { PrecisionMode } from "../../compiler/model.js";
 import { compile } from "../../compiler/pipeline.js";
 import { CpuExecutor } from "../../runtime/cpu-executor.js";
@@ -271,6 +273,27 @@ describe.skipIf(SKIP_GPU)("GPU executor vs the CPU reference executor", () => {
     for (let s = 2; s <= 5; s++) losses.push([(await gpu.trainStep(data[s - 1], hyper(s))).loss, (await cpu.trainStep(data[s - 1], hyper(s))).loss]);
     for (const [i, [x, y]] of losses.entries()) expect(rel(x, y), `step ${i + 1} loss ${x} vs ${y}`).toBeLessThanOrEqual(RUN_TOL[kind]);
     expect(losses[4][0]).toBeLessThan(losses[0][0]); // it trains
+  });
+
+  it("runs with the default tiles, and says so, when the GEMM tile cache cannot be read", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fogc-tiles-"));
+    mkdirSync(join(dir, "fogc"));
+    writeFileSync(join(dir, "fogc", "gemm-tiles.json"), "{not json");
+    const saved = process.env.XDG_CACHE_HOME;
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      process.env.XDG_CACHE_HOME = dir;
+      const init = program("mix", "fp8");
+      const { gpu, cpu } = await pair(init);
+      const [b] = batches(1, 5);
+      expect((await gpu.trainStep(b, hyper(1))).loss).toBeCloseTo((await cpu.trainStep(b, hyper(1))).loss, 3);
+      expect(warn.mock.calls.map((c) => String(c[0])).join("\n")).toMatch(/gemm-tiles\.json is not valid JSON.*default GEMM tiles/);
+    } finally {
+      warn.mockRestore();
+      if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("is deterministic: the same state and batches give bit-identical losses, norms and weights", async () => {
