@@ -9,8 +9,8 @@
 import type { AttentionConfig, AttentionPass } from "../compiler/kernels/attention.js";
 import { type AttentionSgmmTiles, attentionSgmm, attentionSgmmShape, attentionSgmmTiles } from "../compiler/kernels/attention-sgmm.js";
 import { openGpu } from "../runtime/device.js";
-import { oracle } from "../test/kernels/attention-oracle.js";
-import { type KernelData, f32, fakeQuant, quantize, rng, run } from "../test/kernels/harness.js";
+import { FP8_SCALES, FP8_SLOTS, fp8Case, oracle } from "../test/kernels/attention-oracle.js";
+import { type KernelData, f32, rng, run } from "../test/kernels/harness.js";
 
 const gpu = await openGpu();
 const sh = attentionSgmmShape(gpu.caps);
@@ -36,26 +36,24 @@ const CASES: [string, Pick<AttentionConfig, "batch" | "seqLen" | "heads" | "kvHe
 ];
 
 const rand = rng(7);
-const sIn = [64, 32, 128, 4096];
-const [sP, sDs] = [448, 3000.5];
-const scales = Float32Array.from([...sIn.map((s) => 1 / s), sP, sDs]);
 
 for (const [label, shape, inputs] of CASES) {
-  const fp8 = inputs === "f32" ? undefined : { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 }, f32Inputs: inputs === "fp8-f32" };
+  const fp8 = inputs === "f32" ? undefined : { ...FP8_SLOTS, f32Inputs: inputs === "fp8-f32" };
   const cfg: AttentionConfig = { ...shape, name: "dbg", scale: 0.3, maxSharedBytes: gpu.caps.maxComputeWorkgroupStorageSize, ...(fp8 ? { fp8 } : {}) };
   const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
-  const raw = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH, -1e-2, 1e-2)];
   let ins: KernelData;
   let want: ReturnType<typeof oracle>;
   if (fp8) {
-    const [q, k, v, dO] = [quantize(raw[0], "e4m3", sIn[0]), quantize(raw[1], "e4m3", sIn[1]), quantize(raw[2], "e4m3", sIn[2]), quantize(raw[3], "e5m2", sIn[3])];
-    want = oracle(q.deq, k.deq, v.deq, dO.deq, cfg, fakeQuant("e4m3", sP), fakeQuant("e5m2", sDs));
+    const c = fp8Case(rand, cfg);
+    want = c.want;
+    const scales = FP8_SCALES;
     ins = fp8.f32Inputs
-      ? { q: Float32Array.from(q.deq), k: Float32Array.from(k.deq), v: Float32Array.from(v.deq), dout: Float32Array.from(dO.deq), scales }
-      : { q: q.words, k: k.words, v: v.words, dout: dO.words, scales };
+      ? { q: Float32Array.from(c.q.deq), k: Float32Array.from(c.k.deq), v: Float32Array.from(c.v.deq), dout: Float32Array.from(c.dO.deq), scales }
+      : { q: c.q.words, k: c.k.words, v: c.v.words, dout: c.dO.words, scales };
   } else {
-    want = oracle(raw[0], raw[1], raw[2], raw[3], cfg);
-    ins = { q: raw[0], k: raw[1], v: raw[2], dout: raw[3] };
+    const [q, k, v, dout] = [rand(B * T * H * DH), rand(B * T * KV * DH), rand(B * T * KV * DH), rand(B * T * H * DH, -1e-2, 1e-2)];
+    want = oracle(q, k, v, dout, cfg);
+    ins = { q, k, v, dout };
   }
   const nq = B * T * H * DH * 4;
   const nk = B * T * KV * DH * 4;

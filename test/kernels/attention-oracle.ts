@@ -1,6 +1,7 @@
 // The attention oracle both attention test files check against: naive f64 attention with the full
 // T×T softmax and its analytic backward, P and dS optionally fake-quantised (FP8DPA).
 import type { AttentionConfig } from "../../compiler/kernels/attention.js";
+import { fakeQuant, quantize } from "./harness.js";
 
 type Fq = (x: number) => number;
 const id: Fq = (x) => x;
@@ -59,4 +60,27 @@ export function oracle(q: Arr, k: Arr, v: Arr, dO: Arr, c: AttentionConfig, fqP:
       }
     }
   return r;
+}
+
+/**
+ * The FP8DPA scales the attention tests use, as the kernels' `scales` binding holds them: scale_inv
+ * of Q, K, V, dO (powers of two, as current scaling with pow2 gives), then the quantisation scales
+ * of P (448 = E4M3 max / amax(P) ≤ 1) and dS (not a power of two); FP8_SLOTS indexes it.
+ */
+const [S_IN, S_P, S_DS] = [[64, 32, 128, 4096], 448, 3000.5] as const;
+export const FP8_SCALES = Float32Array.from([...S_IN.map((s) => 1 / s), S_P, S_DS]);
+export const FP8_SLOTS = { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 } };
+
+/**
+ * FP8DPA inputs of `c`'s shape drawn from `rand` (in the order Q, K, V, dO): Q/K/V quantised to
+ * E4M3 and dO (~±0.01) to E5M2 with FP8_SCALES, and the oracle of their exact values with P and dS
+ * fake-quantised at their scales.
+ */
+export function fp8Case(rand: (n: number, lo?: number, hi?: number) => Float32Array, c: AttentionConfig) {
+  const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = c;
+  const q = quantize(rand(B * T * H * DH), "e4m3", S_IN[0]);
+  const k = quantize(rand(B * T * KV * DH), "e4m3", S_IN[1]);
+  const v = quantize(rand(B * T * KV * DH), "e4m3", S_IN[2]);
+  const dO = quantize(rand(B * T * H * DH, -0.01, 0.01), "e5m2", S_IN[3]);
+  return { q, k, v, dO, want: oracle(q.deq, k.deq, v.deq, dO.deq, c, fakeQuant("e4m3", S_P), fakeQuant("e5m2", S_DS)) };
 }

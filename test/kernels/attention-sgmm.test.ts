@@ -28,8 +28,8 @@ import type { MmaShape } from "../../compiler/kernels/gemm.js";
 import type { KernelSource } from "../../compiler/kernels/reduce.js";
 import { getGpu, SKIP_GPU } from "../helpers/gpu.js";
 import { emulateSubgroupMatrices } from "../helpers/emulate-sgmm.js";
-import { expectClose, f32, fakeQuant, quantize, rng, run } from "./harness.js";
-import { oracle } from "./attention-oracle.js";
+import { expectClose, f32, rng, run } from "./harness.js";
+import { FP8_SCALES, FP8_SLOTS, fp8Case, oracle } from "./attention-oracle.js";
 
 const TOL8 = 2e-5;
 const FLIP = { count: 2, rtol: 0.25 };
@@ -119,10 +119,7 @@ describe.skipIf(SKIP_GPU)("attention on subgroup matrices, f32 inputs (f16 opera
 });
 
 describe.skipIf(SKIP_GPU)("attention on subgroup matrices, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS)", () => {
-  const sIn = [64, 32, 128, 4096];
-  const [sP, sDs] = [448, 3000.5];
-  const scales = Float32Array.from([...sIn.map((s) => 1 / s), sP, sDs]);
-  const fp8: AttentionFp8 = { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 } };
+  const [fp8, scales]: [AttentionFp8, Float32Array] = [FP8_SLOTS, FP8_SCALES];
   const cases: [string, Shape, boolean][] = [
     [`packed inputs, ${TITLE(A4)}`, A4, false],
     [`f32 inputs, ${TITLE(B)}`, B, true],
@@ -135,11 +132,7 @@ describe.skipIf(SKIP_GPU)("attention on subgroup matrices, FP8DPA (E4M3 Q/K/V/P,
       if (typeof kernels === "string") return ctx.skip(kernels);
       const gpu = await getGpu();
       const { batch: Bn, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
-      const q = quantize(rand(Bn * T * H * DH), "e4m3", sIn[0]);
-      const k = quantize(rand(Bn * T * KV * DH), "e4m3", sIn[1]);
-      const v = quantize(rand(Bn * T * KV * DH), "e4m3", sIn[2]);
-      const dO = quantize(rand(Bn * T * H * DH, -0.01, 0.01), "e5m2", sIn[3]);
-      const want = oracle(q.deq, k.deq, v.deq, dO.deq, cfg, fakeQuant("e4m3", sP), fakeQuant("e5m2", sDs));
+      const { q, k, v, dO, want } = fp8Case(rand, cfg);
       const ins = f32Inputs
         ? { q: Float32Array.from(q.deq), k: Float32Array.from(k.deq), v: Float32Array.from(v.deq), dout: Float32Array.from(dO.deq) }
         : { q: q.words, k: k.words, v: v.words, dout: dO.words };

@@ -10,8 +10,8 @@ import { type AttentionConfig, type AttentionPass, attention, attentionTiles } f
 import { attentionRows } from "../../compiler/kernels/attention-rows.js";
 import type { KernelSource } from "../../compiler/kernels/reduce.js";
 import { withGpu } from "../helpers/gpu.js";
-import { expectClose, f32, fakeQuant, quantize, rng, run } from "./harness.js";
-import { oracle } from "./attention-oracle.js";
+import { expectClose, f32, rng, run } from "./harness.js";
+import { FP8_SCALES, FP8_SLOTS, fp8Case, oracle } from "./attention-oracle.js";
 
 const TOL = 1e-5;
 const FLIP = { count: 2, rtol: 0.25 };
@@ -59,22 +59,13 @@ describe.each(GENERATORS)("attention, f32 (%s)", (_, attention) => {
 });
 
 describe.each(GENERATORS)("attention, FP8DPA (E4M3 Q/K/V/P, E5M2 dO/dS) (%s)", (_, attention) => {
-  // scales buffer: scale_inv of q, k, v, dO (powers of two, as current scaling with pow2 gives),
-  // then the quantisation scales of P (448 = E4M3 max / amax(P) ≤ 1) and dS (not a power of two).
-  const sIn = [64, 32, 128, 4096];
-  const [sP, sDs] = [448, 3000.5];
-  const fp8 = { scaleInv: { q: 0, k: 1, v: 2, dO: 3 }, scale: { p: 4, dS: 5 }, amax: { p: 0, dS: 1 } };
-  const scales = Float32Array.from([...sIn.map((s) => 1 / s), sP, sDs]);
+  const [fp8, scales] = [FP8_SLOTS, FP8_SCALES];
   for (const [title, shape] of SHAPES.slice(0, 2)) {
     it(title, () =>
       withGpu(async (gpu) => {
         const cfg: AttentionConfig = { ...shape, name: "att8", scale: 0.3, fp8, subgroups: gpu.caps.subgroups };
         const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: DH } = shape;
-        const q = quantize(rand(B * T * H * DH), "e4m3", sIn[0]);
-        const k = quantize(rand(B * T * KV * DH), "e4m3", sIn[1]);
-        const v = quantize(rand(B * T * KV * DH), "e4m3", sIn[2]);
-        const dO = quantize(rand(B * T * H * DH, -0.01, 0.01), "e5m2", sIn[3]);
-        const want = oracle(q.deq, k.deq, v.deq, dO.deq, cfg, fakeQuant("e4m3", sP), fakeQuant("e5m2", sDs));
+        const { q, k, v, dO, want } = fp8Case(rand, cfg);
         const plain = oracle(q.deq, k.deq, v.deq, dO.deq, cfg);
         const words = { q: q.words, k: k.words, v: v.words, scales };
         const nq = B * T * H * DH * 4;
