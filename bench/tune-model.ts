@@ -13,6 +13,7 @@ import type { PrecisionMode } from "../compiler/model.js";
 import { compile } from "../compiler/pipeline.js";
 import { openGpu } from "../runtime/device.js";
 import { type GemmShape, gemmTileCandidates, gemmTuneKey, tuneGemm } from "../runtime/gemm-autotune.js";
+import { planOptions } from "../runtime/gpu-executor.js";
 import { planTrainStep } from "../runtime/gpu-plan.js";
 
 function arg(name: string): string | undefined {
@@ -36,9 +37,8 @@ for (const precision of modes) {
   const seq = Number(arg("seq") ?? 0);
   const r = compile(file, { precision, ...(batch ? { batch } : {}), ...(seq ? { seqLen: seq } : {}) });
   if (!r.program) throw new Error(`${file} does not compile:\n${r.diagnostics.map((d) => d.message).join("\n")}`);
-  const { device } = gpu;
   // The default tiles' plan (no tuned entries), as the executor plans it otherwise.
-  const plan = planTrainStep(r.program.train, { maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize, maxBindingBytes: device.limits.maxStorageBufferBindingSize, offsetAlign: device.limits.minStorageBufferOffsetAlignment, caps: gpu.caps }, { probes: false });
+  const plan = planTrainStep(r.program.train, planOptions(gpu, false), { probes: false });
   for (const k of plan.kernels) {
     const cfg = (k.source as Partial<GemmKernel>).gemm;
     if (!cfg || (cfg.path === "fma" && !withFma)) continue;

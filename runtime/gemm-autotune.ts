@@ -34,17 +34,13 @@ export interface CachedTile {
 
 export type TileCache = Record<string, CachedTile>;
 
-/** The cache file's entries ({} where there is no file yet). */
-export function readTileCache(path = tileCachePath()): TileCache {
-  return readCache(path);
-}
-
 /** The tuned tile of `s` on `adapterName` among `entries`, if it was tuned. */
 export function cachedTile(entries: TileCache, adapterName: string, s: GemmShape): GemmTile | undefined {
   return entries[gemmTuneKey(adapterName, s)]?.tile;
 }
 
-function readCache(path: string): TileCache {
+/** The cache file's entries ({} where there is no file yet). */
+export function readTileCache(path = tileCachePath()): TileCache {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -68,7 +64,7 @@ function writeCache(path: string, entries: TileCache): void {
 
 /** The cached winner for this shape on this adapter, if it was tuned. */
 export function cachedGemmTile(adapterName: string, s: GemmShape, path = tileCachePath()): GemmTile | undefined {
-  return cachedTile(readCache(path), adapterName, s);
+  return cachedTile(readTileCache(path), adapterName, s);
 }
 
 /** The tile to run with: the cached winner, else chooseGemmTile's default. */
@@ -258,7 +254,7 @@ export async function tuneGemm(gpu: Gpu, shape: GemmShape, opts: TuneOptions = {
   const key = gemmTuneKey(gpu.caps.adapterName, shape);
   if (opts.cachePath !== null) {
     const path = opts.cachePath ?? tileCachePath();
-    const entries = readCache(path);
+    const entries = readTileCache(path);
     entries[key] = { tile: best.tile, seconds: best.seconds, defaultSeconds, tunedAt: new Date().toISOString() };
     writeCache(path, entries);
   }

@@ -62,6 +62,18 @@ interface Program {
  * runtime/gemm-autotune.ts tileCachePath()): GEMMs of a tuned shape run with the winner.
  * FOGC_TUNED_TILES=0 ignores them (the default tiles, for comparisons).
  */
+/** What planning needs of `gpu`: its limits and capabilities, and (`tuned`) its tuned GEMM tiles. */
+export function planOptions(gpu: Gpu, tuned = true): PlanOptions {
+  const { limits } = gpu.device;
+  return {
+    maxSharedBytes: limits.maxComputeWorkgroupStorageSize,
+    maxBindingBytes: limits.maxStorageBufferBindingSize,
+    offsetAlign: limits.minStorageBufferOffsetAlignment,
+    caps: gpu.caps,
+    ...(tuned ? tunedTiles(gpu) : {}),
+  };
+}
+
 function tunedTiles(gpu: Gpu): Pick<PlanOptions, "tunedTiles"> {
   if (process.env.FOGC_TUNED_TILES === "0") return {};
   let entries: TileCache;
@@ -114,13 +126,7 @@ export class GpuExecutor implements Executor {
 
   private static async build(gpu: Gpu, owns: boolean, g: Graph, cache: PipelineCache): Promise<GpuExecutor> {
     const { device } = gpu;
-    const opts: PlanOptions = {
-      maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize,
-      maxBindingBytes: device.limits.maxStorageBufferBindingSize,
-      offsetAlign: device.limits.minStorageBufferOffsetAlignment,
-      caps: gpu.caps,
-      ...tunedTiles(gpu),
-    };
+    const opts = planOptions(gpu);
     const trainPlan = planTrainStep(g, opts, { probes: false });
     const probeNames = probeOutputNames(g);
     const probePlan = probeNames.length ? planTrainStep(g, opts, { probes: true }) : undefined;
@@ -501,14 +507,7 @@ export class GpuDecoder implements Decoder {
     if (have) return have;
     const graph = this.init.graphFor(rows);
     const { device } = this.gpu;
-    const opts: PlanOptions = {
-      maxSharedBytes: device.limits.maxComputeWorkgroupStorageSize,
-      maxBindingBytes: device.limits.maxStorageBufferBindingSize,
-      offsetAlign: device.limits.minStorageBufferOffsetAlignment,
-      caps: this.gpu.caps,
-      ...tunedTiles(this.gpu),
-    };
-    const plan = planGraph(graph, ["logits"], opts);
+    const plan = planGraph(graph, ["logits"], planOptions(this.gpu));
     const tokens = device.createBuffer({ size: Math.max(4, graph.batch * rows * 4), usage: STORAGE, label: `decode tokens ×${rows}` });
     this.made.push(tokens);
     const ext = new Map(this.externals).set(KEYS.tokens, tokens);

@@ -38,7 +38,7 @@ import { type AttentionConfig, type AttentionPass, bindAttention } from "./atten
 import { type MmaShape, mmaShapesFor } from "./gemm.js";
 import { fp8WordDecoder } from "./gemm-io.js";
 import { FP8_FORMATS } from "../../runtime/fp8.js";
-import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, nextPow2, unpack4 } from "./reduce.js";
+import { type Codec, type KernelSource, atomicMaxOf, check, finish, fp8Codec, isPow2, nextPow2 } from "./reduce.js";
 
 /** Subgroups per workgroup (each owns mma.M rows) and the rows C of the other side per loop step. */
 export interface AttentionSgmmTiles {
@@ -199,21 +199,20 @@ export function attentionSgmm(cfg: AttentionConfig, pass: AttentionPass, mma: Mm
 
   /** Global index of element d of row tt of one head of a [B·T, width] tensor. */
   const at = (tt: string, width: number, head: string, d: string) => `(bb * T + ${tt}) * ${width}u + ${head} * DH + ${d}`;
-  /** The four f32 values at (tt, c4..c4+3), FP8 codes decoded (scale_inv not applied: it is an operand factor). */
-  const load4 = (src: string, idx: string, fmt?: Fp8Format): string =>
-    fmt ? `vec4<f32>(${unpack4(codec(fmt), `${src}[(${idx}) / 4u]`).join(", ")})` : `vec4<f32>(${[0, 1, 2, 3].map((q) => `${src}[${idx} + ${q}u]`).join(", ")})`;
+  /** The four f32 values at (tt, c4..c4+3) of an f32 tensor. */
+  const load4 = (src: string, idx: string): string => `vec4<f32>(${[0, 1, 2, 3].map((q) => `${src}[${idx} + ${q}u]`).join(", ")})`;
   /**
    * Stages rows t0..t0+rows of one head of `src` into `dst` (at offset `base`) as f16 (zeros past T),
-   * times `mul`. FP8 codes (never with `mul`) go straight to f16 a word at a time (gemm-io.ts's
-   * branch-free word decoder, exact: the same values as decoding to f32 first).
+   * f32 values times `mul`; FP8 codes (packed inputs, which take no `mul`) straight to f16 a word at a
+   * time (gemm-io.ts's branch-free word decoder, exact).
    */
   const stage = (dst: string, base: string, src: string, rows: number, t0: string, width: number, head: string, fmt?: Fp8Format, mul?: string): string[] => [
     `for (var e = lidx; e < ${(rows * DH) / 4}u; e += ${NT}u) {`,
     `  let rr = e / ${DH / 4}u; let c4 = (e % ${DH / 4}u) * 4u; let tt = ${t0} + rr;`,
     `  var h4 = vec4<f16>();`,
-    fmt && !mul
+    fmt
       ? `  if (tt < T) { h4 = ${fp8WordDecoder(b, FP8_FORMATS[fmt], "f16")}(${src}[(${at("tt", width, head, "c4")}) / 4u]); }`
-      : `  if (tt < T) { h4 = vec4<f16>(${load4(src, at("tt", width, head, "c4"), fmt)}${mul ? ` * ${mul}` : ""}); }`,
+      : `  if (tt < T) { h4 = vec4<f16>(${load4(src, at("tt", width, head, "c4"))}${mul ? ` * ${mul}` : ""}); }`,
     ...[0, 1, 2, 3].map((q) => `  ${dst}[${base}rr * LD + c4 + ${q}u] = h4[${q}];`),
     `}`,
   ];

@@ -244,7 +244,7 @@ export function scalarStore(op: Operand, lay: SharedLayout, base?: string): (ti:
 export function epilogueHelper(b: WgslBuilder, cfg: GemmConfig): string {
   const { M, N } = cfg;
   const ep = cfg.epilogue ?? {};
-  const unPre = cfg.preScale ? " * ldexp(1.0, -pre_exp(amax_a[0])) * ldexp(1.0, -pre_exp(amax_b[0]))" : "";
+  const unPre = cfg.preScale ? " * unpre_a * unpre_b" : "";
   const scales = [cfg.scaleA ? " * scale_a[0]" : "", cfg.scaleB ? " * scale_b[0]" : "", unPre].join("");
   const steps: string[] = [];
   if (ep.bias) steps.push("x = x + bias[n + q];");
@@ -292,15 +292,19 @@ export function preExpHelper(): string {
     "  let e = i32((bits >> 23u) & 0xffu);",
     "  return select(clamp(141 - e, -126, 126), 0, e == 0 || e == 255);",
     "}",
-    // Each invocation's copy of 2^e per operand, set at its start: the loaders multiply by it.
+    // Each invocation's copies of 2^e and 2^-e per operand, set at its start: the loaders multiply
+    // by the first, the epilogue by the second (two factors: their product may leave f32's range).
     "var<private> pre_a: f32;",
     "var<private> pre_b: f32;",
+    "var<private> unpre_a: f32;",
+    "var<private> unpre_b: f32;",
   ].join("\n");
 }
 
-/** The entry point's first statements under preScale: pre_a, pre_b from the amax bindings. */
+/** The entry point's first statements under preScale: the factors of preExpHelper from the amax bindings. */
 export function preScaleStart(cfg: GemmConfig): string[] {
-  return cfg.preScale ? ["pre_a = ldexp(1.0, pre_exp(amax_a[0]));", "pre_b = ldexp(1.0, pre_exp(amax_b[0]));"] : [];
+  if (!cfg.preScale) return [];
+  return ["a", "b"].flatMap((x) => [`let e_${x} = pre_exp(amax_${x}[0]);`, `pre_${x} = ldexp(1.0, e_${x});`, `unpre_${x} = ldexp(1.0, -e_${x});`]);
 }
 
 /** Declares bindings in a fixed order: a, b, c, then the optional ones in GemmConfig order. */
